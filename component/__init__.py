@@ -1,0 +1,1 @@
+"""The component: Python that runs in Pyodide inside the container Worker."""

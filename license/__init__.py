@@ -1,0 +1,1 @@
+"""Licenses, embed tokens and the product registry."""

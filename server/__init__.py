@@ -1,0 +1,1 @@
+"""The Starlette middle tier."""

@@ -1,0 +1,129 @@
+"""The provider's Starlette application: built by :func:`create_app`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from xinfeng.sdk.errors import LicenseError, XinfengError
+from xinfeng.sdk.sm2 import SM2PrivateKey, SM2PublicKey
+
+from . import api
+from .config import Config
+from .keys import KeyDir, key_id
+from .products import Catalog, default_catalog
+from .storage import Storage
+
+logger = logging.getLogger(__name__)
+
+
+class AppState:
+    """Everything request handlers share, built once at start-up."""
+
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        server_key: SM2PrivateKey,
+        licensor_keys: dict[str, SM2PublicKey],
+        catalog: Catalog,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.server_key = server_key
+        self.server_public_key = server_key.public_key().to_bytes()
+        self.server_kid = key_id(server_key.public_key())
+        self.licensor_keys = licensor_keys
+        self.catalog = catalog
+        self.pyodide_dir: Path | None = None
+        self.bundle: Any = None
+
+    def now_ms(self) -> int:
+        return self.config.clock_ms()
+
+    def now_s(self) -> int:
+        return self.config.clock_ms() // 1000
+
+    async def license_origins(self, license_id: str) -> list[str] | None:
+        """The origins a license may embed from; None when it is not usable."""
+        try:
+            lic = await api.load_license(self, license_id)
+        except LicenseError:
+            return None
+        return list(lic.origins)
+
+
+def error_response(exc: XinfengError) -> JSONResponse:
+    """The one shape of every error answer: a stable code, a short message."""
+    body = {"error": {"code": exc.code, "message": str(exc)}}
+    headers = {"Cache-Control": "no-store"}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+async def _on_xinfeng_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, XinfengError)
+    return error_response(exc)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s", request.url.path)
+    body = {"error": {"code": "internal", "message": "internal error"}}
+    return JSONResponse(body, status_code=500)
+
+
+def build_state(config: Config, catalog: Catalog | None = None) -> AppState:
+    """Load keys and the catalogue; the database opens with the app."""
+    server_key, _ = KeyDir(config.keys_dir).ensure()
+    licensor_keys = KeyDir(config.keys_dir).licensor_public_keys()
+    catalog = catalog or default_catalog(config.cache_dir)
+    return AppState(config, Storage(config.db_path), server_key, licensor_keys,
+                    catalog)
+
+
+def _browser_routes(state: AppState) -> list[BaseRoute]:
+    from . import assets, embed
+
+    state.pyodide_dir = assets.ensure_pyodide(state.config.cache_dir)
+    state.bundle = assets.build_component_bundle(
+        state.config.data_dir / "bundles", state.server_public_key
+    )
+    return list(embed.routes(state))
+
+
+def create_app(config: Config, catalog: Catalog | None = None) -> Starlette:
+    """The provider application for ``config``."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    state = build_state(config, catalog)
+    routes = list(api.routes(state))
+    if config.serve_browser_assets:
+        routes += _browser_routes(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.storage.open()
+        try:
+            yield
+        finally:
+            await state.storage.close()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            XinfengError: _on_xinfeng_error,
+            Exception: _on_unexpected,
+        },
+    )
+    app.state.xinfeng = state
+    return app

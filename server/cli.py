@@ -1,0 +1,309 @@
+"""The ``xinfeng`` command: keys, licenses, the provider server and the demo.
+
+Errors that a user can act on are printed as one line and exit with 2;
+``--json`` switches output to JSON for scripting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from xinfeng.sdk.errors import XinfengError
+
+from .config import Config, wall_clock_ms
+from .keys import KeyDir, key_id
+from .storage import Storage
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = Path("var/xinfeng")
+DEFAULT_CACHE_DIR = Path(".cache/xinfeng")
+
+
+class UsageError(XinfengError):
+    """The command line asks for something that cannot be done."""
+
+    code = "usage"
+
+
+def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
+    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else text)
+
+
+def parse_time(text: str) -> int:
+    """Unix seconds from an ISO 8601 time that names its zone."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"not an ISO 8601 time: {text!r}") from exc
+    if moment.tzinfo is None:
+        raise UsageError(f"time needs a zone (e.g. +08:00 or Z): {text!r}")
+    return int(moment.timestamp())
+
+
+def iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+
+
+# -- keys -----------------------------------------------------------------------
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    keys = KeyDir(args.data_dir / "keys")
+    existed = keys.server_key_path.exists() and keys.licensor_key_path.exists()
+    server, licensor = keys.ensure()
+    result = {
+        "server_kid": key_id(server.public_key()),
+        "licensor_kid": key_id(licensor.public_key()),
+        "keys_dir": str(keys.root),
+        "created": not existed,
+    }
+    verb = "kept existing" if existed else "created"
+    _emit(args, result, f"{verb} keys in {keys.root}\n"
+          f"  server   kid {result['server_kid']}\n"
+          f"  licensor kid {result['licensor_kid']}")
+    return 0
+
+
+# -- licenses -------------------------------------------------------------------
+
+
+def _window(args: argparse.Namespace) -> tuple[int, int]:
+    now = wall_clock_ms() // 1000
+    not_before = parse_time(args.not_before) if args.not_before else now
+    if args.not_after:
+        not_after = parse_time(args.not_after)
+    else:
+        not_after = not_before + int(timedelta(days=args.days).total_seconds())
+    if not_after <= not_before:
+        raise UsageError("--not-after must be later than --not-before")
+    return not_before, not_after
+
+
+async def issue_license(data_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """Sign and store a license; returns its id, token and credential."""
+    from xinfeng.license.credentials import new_credential
+    from xinfeng.license.model import License, issue_license as sign
+
+    _, licensor = KeyDir(data_dir / "keys").ensure()
+    kid = key_id(licensor.public_key())
+    license_id = "lic-" + secrets.token_hex(6)
+    lic = License(license_id=license_id, key_id=kid, **fields)
+    token = sign(lic, licensor, kid)
+    credential, verifier = new_credential(license_id)
+    storage = Storage(data_dir / "xinfeng.db")
+    await storage.open()
+    try:
+        await storage.put_license(license_id, token, verifier, wall_clock_ms())
+        await storage.log_event(wall_clock_ms(), "license_issued", "ok",
+                                license_id, {"project": lic.project,
+                                             "products": list(lic.products)})
+    finally:
+        await storage.close()
+    return {"license_id": license_id, "credential": credential, "token": token,
+            "not_before": iso(lic.not_before), "not_after": iso(lic.not_after)}
+
+
+def cmd_license_issue(args: argparse.Namespace) -> int:
+    not_before, not_after = _window(args)
+    fields = {
+        "licensee": args.licensee, "project": args.project,
+        "contract_id": args.contract, "scenario": args.scenario,
+        "products": tuple(args.product), "origins": tuple(args.origin),
+        "networks": tuple(args.network or ()), "not_before": not_before,
+        "not_after": not_after, "rate_per_minute": args.rate_per_minute,
+        "rate_per_day": args.rate_per_day, "max_sessions": args.max_sessions,
+    }
+    result = asyncio.run(issue_license(args.data_dir, fields))
+    _emit(args, result,
+          f"issued {result['license_id']} valid {result['not_before']}"
+          f" .. {result['not_after']}\n"
+          f"credential (give to the integrator's backend; shown once):\n"
+          f"  {result['credential']}")
+    return 0
+
+
+async def _license_rows(data_dir: Path) -> list[dict[str, Any]]:
+    storage = Storage(data_dir / "xinfeng.db")
+    await storage.open()
+    try:
+        records = await storage.list_licenses()
+    finally:
+        await storage.close()
+    return [{"license_id": r.license_id, "status": r.status} for r in records]
+
+
+def cmd_license_list(args: argparse.Namespace) -> int:
+    rows = asyncio.run(_license_rows(args.data_dir))
+    text = "\n".join(f"{r['license_id']}  {r['status']}" for r in rows)
+    _emit(args, {"licenses": rows}, text or "no licenses")
+    return 0
+
+
+async def _set_status(data_dir: Path, license_id: str, status: str,
+                      reason: str) -> bool:
+    storage = Storage(data_dir / "xinfeng.db")
+    await storage.open()
+    try:
+        changed = await storage.set_license_status(license_id, status, reason)
+        if changed:
+            await storage.log_event(wall_clock_ms(), f"license_{status}", "ok",
+                                    license_id, {"reason": reason})
+        return changed
+    finally:
+        await storage.close()
+
+
+def _status_command(status: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        if not asyncio.run(_set_status(args.data_dir, args.license_id, status,
+                                       args.reason)):
+            raise UsageError(f"{args.license_id}: no such license, or revoked")
+        _emit(args, {"license_id": args.license_id, "status": status},
+              f"{args.license_id} is now {status}")
+        return 0
+    return run
+
+
+# -- servers --------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace, port: int) -> Config:
+    public_url = args.public_url or f"http://127.0.0.1:{port}"
+    return Config(data_dir=args.data_dir, cache_dir=args.cache_dir,
+                  public_url=public_url.rstrip("/"),
+                  trusted_proxy_hops=getattr(args, "trusted_proxy_hops", 0))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    app = create_app(_config(args, args.port))
+    print(f"provider listening on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from .assets import ensure_pyodide
+    from .datasets import ensure_meteva
+
+    wheel = ensure_meteva(args.cache_dir)
+    pyodide = ensure_pyodide(args.cache_dir)
+    _emit(args, {"meteva": str(wheel), "pyodide": str(pyodide)},
+          f"data:    {wheel}\npyodide: {pyodide}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+# -- argument parsing -----------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                   help="database and keys (default: %(default)s)")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
+                   help="downloaded Pyodide and data (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _license_parsers(sub: Any) -> None:
+    lic = sub.add_parser("license", help="issue and control project licenses")
+    lsub = lic.add_subparsers(dest="action", required=True)
+    issue = lsub.add_parser("issue", help="sign and store a new license")
+    _common(issue)
+    issue.add_argument("--licensee", required=True)
+    issue.add_argument("--project", required=True)
+    issue.add_argument("--contract", required=True, help="contract id")
+    issue.add_argument("--scenario", required=True, help="licensed use, in words")
+    issue.add_argument("--product", action="append", required=True,
+                       help="product id (repeat for several)")
+    issue.add_argument("--origin", action="append", required=True,
+                       help="embedding origin scheme://host[:port] (repeatable)")
+    issue.add_argument("--network", action="append",
+                       help="client network in CIDR (repeatable; default any)")
+    issue.add_argument("--not-before", help="ISO 8601 with zone (default now)")
+    issue.add_argument("--not-after", help="ISO 8601 with zone")
+    issue.add_argument("--days", type=int, default=365,
+                       help="validity when --not-after is absent (default 365)")
+    issue.add_argument("--rate-per-minute", type=int, default=120)
+    issue.add_argument("--rate-per-day", type=int, default=20000)
+    issue.add_argument("--max-sessions", type=int, default=20)
+    issue.set_defaults(func=cmd_license_issue)
+    listing = lsub.add_parser("list", help="list licenses and their status")
+    _common(listing)
+    listing.set_defaults(func=cmd_license_list)
+    for status, verb in (("suspended", "suspend"), ("active", "resume"),
+                         ("revoked", "revoke")):
+        p = lsub.add_parser(verb, help=f"{verb} a license")
+        _common(p)
+        p.add_argument("license_id")
+        p.add_argument("--reason", required=True)
+        p.set_defaults(func=_status_command(status))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xinfeng",
+        description="Sell data products as embedded components: every "
+        "response is an SM2/SM3/SM4 digital envelope opened only inside the "
+        "component.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    keys = sub.add_parser("keys", help="server and licensor SM2 keys")
+    ksub = keys.add_subparsers(dest="action", required=True)
+    new = ksub.add_parser("new", help="create the keys that do not exist yet")
+    _common(new)
+    new.set_defaults(func=cmd_keys_new)
+    _license_parsers(sub)
+    setup = sub.add_parser("setup", help="fetch Pyodide and the demo data")
+    _common(setup)
+    setup.set_defaults(func=cmd_setup)
+    serve = sub.add_parser("serve", help="run the provider server")
+    _common(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--public-url", help="URL browsers use (default from port)")
+    serve.add_argument("--trusted-proxy-hops", type=int, default=0,
+                       help="X-Forwarded-For hops added by your own proxies")
+    serve.set_defaults(func=cmd_serve)
+    demo = sub.add_parser("demo", help="set up and start provider + sample host app")
+    _common(demo)
+    demo.add_argument("--provider-port", type=int, default=8000)
+    demo.add_argument("--host-port", type=int, default=8001)
+    demo.add_argument("--public-url", default=None, help=argparse.SUPPRESS)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except XinfengError as exc:
+        print(f"xinfeng: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
