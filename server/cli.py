@@ -13,7 +13,7 @@ import logging
 import secrets
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +41,12 @@ def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
 
 def parse_time(text: str) -> int:
     """Unix seconds from an ISO 8601 time that names its zone."""
+    from xinfeng.license.model import parse_time as parse
+
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse(text)
     except ValueError as exc:
-        raise UsageError(f"not an ISO 8601 time: {text!r}") from exc
-    if moment.tzinfo is None:
-        raise UsageError(f"time needs a zone (e.g. +08:00 or Z): {text!r}")
-    return int(moment.timestamp())
-
-
-def iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+        raise UsageError(f"{exc}: {text!r}") from None
 
 
 # -- keys -----------------------------------------------------------------------
@@ -92,12 +87,16 @@ def _window(args: argparse.Namespace) -> tuple[int, int]:
 async def issue_license(data_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
     """Sign and store a license; returns its id, token and credential."""
     from xinfeng.license.credentials import new_credential
-    from xinfeng.license.model import License, issue_license as sign
+    from xinfeng.license.model import License, format_time
+    from xinfeng.license.model import issue_license as sign
 
     _, licensor = KeyDir(data_dir / "keys").ensure()
     kid = key_id(licensor.public_key())
     license_id = "lic-" + secrets.token_hex(6)
-    lic = License(license_id=license_id, key_id=kid, **fields)
+    try:
+        lic = License(license_id=license_id, key_id=kid, **fields)
+    except ValueError as exc:
+        raise UsageError(f"license not issued: {exc}") from None
     token = sign(lic, licensor, kid)
     credential, verifier = new_credential(license_id)
     storage = Storage(data_dir / "xinfeng.db")
@@ -110,7 +109,8 @@ async def issue_license(data_dir: Path, fields: dict[str, Any]) -> dict[str, Any
     finally:
         await storage.close()
     return {"license_id": license_id, "credential": credential, "token": token,
-            "not_before": iso(lic.not_before), "not_after": iso(lic.not_after)}
+            "not_before": format_time(lic.not_before),
+            "not_after": format_time(lic.not_after)}
 
 
 def cmd_license_issue(args: argparse.Namespace) -> int:
