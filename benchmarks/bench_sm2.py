@@ -4,9 +4,12 @@
     python3 benchmarks/bench_sm2.py --seconds 3
 
 OpenSSL figures come from ``openssl speed sm2`` (sign and verify only; the
-CLI has no SM2 keygen/encrypt/decrypt benchmark). All rates are per CPU
-second, as ``openssl speed`` reports them. gmssl is PyPI gmssl, the
-other pure-Python SM2. Ratios are xinfeng / other: above 1 means faster.
+CLI has no SM2 keygen/encrypt/decrypt benchmark). The native column is the
+server's signer, :class:`xinfeng.server.native_sm2.NativeSM2Signer`: the
+same libcrypto driven through ctypes, one EVP_DigestSign per signature with
+the user id set, DER out. All rates are per CPU second, as ``openssl
+speed`` reports them. gmssl is PyPI gmssl, the other pure-Python SM2.
+Ratios are xinfeng / other: above 1 means faster.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from xinfeng.sdk import sm2
 from xinfeng.sdk.sm2 import SM2PrivateKey, SM2PublicKey
+from xinfeng.server.native_sm2 import NativeSM2Signer
 
 MESSAGE = b"m" * 32
 SESSION_KEY = b"k" * 16
@@ -32,6 +36,7 @@ SESSION_KEY = b"k" * 16
 class Row:
     name: str
     ours: float
+    native: float | None = None
     openssl: float | None = None
     gmssl: float | None = None
 
@@ -73,6 +78,15 @@ def our_operations() -> dict[str, Callable[[], object]]:
         ),
         "decrypt": lambda: key.decrypt(ciphertext),
     }
+
+
+def native_operations() -> dict[str, Callable[[], object]]:
+    """The server's OpenSSL-backed signer, or nothing without libcrypto 3.x."""
+    try:
+        signer = NativeSM2Signer.from_private_key(SM2PrivateKey.generate())
+    except (OSError, AttributeError):
+        return {}
+    return {"sign": lambda: signer.sign(MESSAGE)}
 
 
 def gmssl_operations() -> dict[str, Callable[[], object]]:
@@ -125,8 +139,11 @@ def measure(seconds: float, with_gmssl: bool) -> list[Row]:
     rows = [
         Row(name, ops_per_second(op, seconds)) for name, op in our_operations().items()
     ]
+    native = native_operations()
     others = gmssl_operations() if with_gmssl else {}
     for row in rows:
+        if row.name in native:
+            row.native = ops_per_second(native[row.name], seconds)
         if row.name in others:
             row.gmssl = ops_per_second(others[row.name], seconds / 2)
     speed = openssl_speed(max(1, round(seconds)))
@@ -148,11 +165,11 @@ def cell(value: float | None, ratio_to: float | None = None) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = ("operation", "xinfeng/s", "openssl/s", "ratio", "gmssl/s", "ratio")
-    print("{:<26}{:>11}{:>11}{:>8}{:>11}{:>9}".format(*header))
+    header = ("operation", "xinfeng/s", "native/s", "openssl/s", "ratio", "gmssl/s")
+    print("{:<26}{:>11}{:>11}{:>11}{:>8}{:>11}{:>9}".format(*header, "ratio"))
     for r in rows:
         print(
-            f"{r.name:<26}{cell(r.ours):>11}{cell(r.openssl):>11}"
+            f"{r.name:<26}{cell(r.ours):>11}{cell(r.native):>11}{cell(r.openssl):>11}"
             f"{cell(r.openssl, r.ours):>8}{cell(r.gmssl):>11}{cell(r.gmssl, r.ours):>9}"
         )
 

@@ -1,155 +1,375 @@
-"""Drawing the station product into a 2D canvas context.
+"""Drawing a product's payload into a 2D canvas context.
 
-Everything here talks to the context through :class:`Painter`, which also
-keeps the text of the frame it drew. In the browser the context is an
-OffscreenCanvas's ``CanvasRenderingContext2D`` reached through Pyodide's
-``js`` proxy; any object with the same methods works, so the layout can be
-checked on CPython with a recording stand-in.
+The runtime calls :func:`render` for every frame of a mounted component::
+
+    texts = render(product_id, payload, ctx, width, height, options)
+
+``width`` and ``height`` are CSS pixels; the context's transform already
+scales them to device pixels. ``options``:
+
+``theme``    ``"light"`` or ``"dark"`` (the host page's choice);
+``license``  the licence id, drawn in the visible watermark;
+``trace``    the response's trace id (16 bytes, or 32 hex digits), drawn
+             visibly and written invisibly into the pixels (see
+             :mod:`.watermark`);
+``ratio``    device pixels per CSS pixel (default 1);
+``view``     the component's :class:`~.views.View` (scrolling, month or
+             year shown, click targets); made and stored in ``options`` on
+             the first frame when absent, so keep ``options`` between frames;
+``event``    what caused the frame (see :func:`apply_event`): a wheel step,
+             a key, a click;
+``emit``     ``emit(type, code)``: a click that hits an item calls
+             ``emit("selection", ref)``;
+``surface``  where bitmaps and paths come from (default: the browser's).
+
+It returns the strings drawn, the same text a person reads on the canvas.
+A payload that does not have the product's shape raises
+:class:`PayloadError`. Between frames, :func:`navigate` (keys),
+:func:`scroll` (wheel) and :func:`pick` (clicks, giving the opaque
+reference a ``selection`` event carries) act on the view;
+:func:`render_message` draws the loading and error states, and
+:func:`height_for` says how tall a component wants to be.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-FONT_FAMILY = "system-ui, 'Noto Sans CJK SC', 'Microsoft YaHei', sans-serif"
-ROW_HEIGHT = 22
+from . import chart_views, map_views, watermark
+from .paint import THEMES, Box, Painter, Theme, theme_named
+from .views import WIDE_LAYOUT_MIN, View
+
+__all__ = [
+    "THEMES",
+    "Box",
+    "Painter",
+    "PayloadError",
+    "Station",
+    "StationView",
+    "Theme",
+    "View",
+    "draw_message",
+    "draw_stations",
+    "height_for",
+    "navigate",
+    "pick",
+    "preferred_height",
+    "render",
+    "render_message",
+    "scroll",
+]
+
 HEADER_HEIGHT = 40
 FOOTER_HEIGHT = 26
-WIDE_LAYOUT_MIN = 720
+ROW_HEIGHT = 22
+ROWS_PER_WHEEL_STEP = 3
+STATIONS_TITLE = "广东省气象观测站 Guangdong weather stations"
 
-# Altitude colour stops (metres), low to high, from ColorBrewer's Spectral.
-ALTITUDE_STOPS = (
-    (0.0, (43, 131, 186)),
-    (100.0, (171, 221, 164)),
-    (300.0, (255, 255, 191)),
-    (600.0, (253, 174, 97)),
-    (1200.0, (215, 25, 28)),
-)
-NO_ALTITUDE = "#9a9a9a"
-
-
-@dataclass(frozen=True)
-class Theme:
-    """Colours of one look."""
-
-    background: str
-    panel: str
-    text: str
-    muted: str
-    grid: str
-    error: str
-    watermark: str
-
-
-THEMES = {
-    "light": Theme(
-        "#ffffff",
-        "#f4f6f8",
-        "#1b1f24",
-        "#5c6670",
-        "#d5dbe1",
-        "#a40000",
-        "rgba(30, 40, 60, 0.10)",
-    ),
-    "dark": Theme(
-        "#15191e",
-        "#1f252c",
-        "#e8ecf0",
-        "#9aa5b1",
-        "#39424c",
-        "#ff8a80",
-        "rgba(255, 255, 255, 0.09)",
-    ),
+Drawer = Callable[[Painter, Any, Box, View, Theme], str]
+DRAWERS: dict[str, Drawer] = {
+    "stations": map_views.draw_stations,
+    "card": map_views.draw_card,
+    "terrain": map_views.draw_terrain,
+    "rivers": map_views.draw_rivers,
+    "density": map_views.draw_density,
+    "z500": map_views.draw_z500,
+    "scales": chart_views.draw_scales,
+    "series": chart_views.draw_series,
+    "table": chart_views.draw_table,
+    "heatmap": chart_views.draw_heatmap,
 }
+# Preferred CSS heights: (wide layout, narrow layout extra over the width).
+HEIGHTS = {
+    "stations": (560, 1.25),
+    "card": (420, 1.3),
+    "terrain": (520, 0.95),
+    "rivers": (520, 1.3),
+    "density": (520, 1.3),
+    "z500": (500, 0.95),
+    "scales": (420, 0.8),
+    "series": (360, 0.7),
+    "table": (400, 0.8),
+    "heatmap": (380, 0.75),
+}
+_NAV_ROWS = {"ArrowDown": 1, "ArrowUp": -1}
+_NAV_PERIODS = {"ArrowRight": 1, "ArrowLeft": -1}
+
+
+class PayloadError(ValueError):
+    """The payload does not have the shape its product draws."""
+
+
+def kind_of(product_id: str, payload: Any) -> str:
+    """How a payload is drawn: its ``kind``; gd-stations predates the field."""
+    if isinstance(payload, Mapping) and isinstance(payload.get("kind"), str):
+        return str(payload["kind"])
+    return "stations"
+
+
+def _trace_bytes(raw: Any) -> bytes | None:
+    if isinstance(raw, bytes | bytearray) and len(raw) == watermark.TRACE_BYTES:
+        return bytes(raw)
+    try:
+        value = bytes.fromhex(str(raw))
+    except ValueError:
+        return None
+    return value if len(value) == watermark.TRACE_BYTES else None
+
+
+def render(
+    product_id: str,
+    payload: Any,
+    ctx: Any,
+    width: float,
+    height: float,
+    options: Mapping[str, Any],
+) -> list[str]:
+    """Draw one frame of ``product_id``; return the strings drawn.
+
+    Raises:
+        PayloadError: the payload is not what this product draws.
+    """
+    painter = Painter(ctx, options.get("surface"))
+    theme = theme_named(options.get("theme"))
+    view = _view_of(options)
+    selected = apply_event(view, options.get("event"))
+    view.targets.clear()
+    draw = DRAWERS.get(kind_of(product_id, payload))
+    if draw is None:
+        raise PayloadError(f"no drawing for {product_id}")
+    trace = _trace_bytes(options.get("trace"))
+    license_id = str(options.get("license", ""))
+    mark = watermark.visible_text(license_id, trace.hex() if trace else "—")
+    try:
+        _frame(painter, draw, payload, (width, height), view, theme, mark)
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
+        raise PayloadError(f"{product_id} payload is malformed") from exc
+    if trace is not None:
+        _stamp(painter, width, height, options, trace, license_id)
+    if selected is not None and callable(options.get("emit")):
+        options["emit"]("selection", selected)
+    return painter.texts
+
+
+def _view_of(options: Mapping[str, Any]) -> View:
+    """The view kept in ``options`` between frames, made on the first."""
+    view = options.get("view")
+    if isinstance(view, View):
+        return view
+    view = View()
+    if isinstance(options, MutableMapping):
+        options["view"] = view
+    return view
+
+
+def apply_event(view: View, event: Any) -> str | None:
+    """Act on what caused a frame; the reference of a click that hit something.
+
+    ``event`` is None (first frame, resize), ``{"type": "wheel", "steps":
+    n}``, ``{"type": "key", "key": name}`` or ``{"type": "click", "x": x,
+    "y": y}`` in CSS pixels. Clicks are matched against the last frame.
+    """
+    if not isinstance(event, Mapping):
+        return None
+    kind = event.get("type")
+    if kind == "wheel":
+        scroll(view, int(event.get("steps", 0)))
+    elif kind == "key":
+        navigate(view, str(event.get("key", "")))
+    elif kind == "click":
+        return pick(view, float(event.get("x", -1)), float(event.get("y", -1)))
+    return None
+
+
+def _frame(
+    painter: Painter,
+    draw: Drawer,
+    payload: Any,
+    size: tuple[float, float],
+    view: View,
+    theme: Theme,
+    mark: str,
+) -> None:
+    width, height = size
+    painter.rect(Box(0, 0, width, height), theme.background)
+    body = Box(0, HEADER_HEIGHT, width, height - HEADER_HEIGHT - FOOTER_HEIGHT)
+    painter.ctx.save()
+    painter.ctx.beginPath()
+    painter.ctx.rect(body.x, body.y, body.w, body.h)
+    painter.ctx.clip()
+    right = draw(painter, payload, body, view, theme)
+    painter.ctx.restore()
+    title = payload.get("title") or STATIONS_TITLE
+    _title_bar(painter, str(title), right, width, theme)
+    watermark.tiled(painter, mark, Box(0, 0, width, height), theme)
+    _footer(painter, str(payload.get("source", "")), mark, width, height, theme)
+
+
+def _stamp(
+    painter: Painter,
+    width: float,
+    height: float,
+    options: Mapping[str, Any],
+    trace: bytes,
+    license_id: str,
+) -> None:
+    canvas = getattr(painter.ctx, "canvas", None)
+    ratio = float(options.get("ratio", 1) or 1)
+    w_px = int(getattr(canvas, "width", 0) or round(width * ratio))
+    h_px = int(getattr(canvas, "height", 0) or round(height * ratio))
+    watermark.stamp(painter, w_px, h_px, trace, license_id)
+
+
+def _title_bar(
+    painter: Painter, title: str, right: str, width: float, theme: Theme
+) -> None:
+    painter.rect(Box(0, 0, width, HEADER_HEIGHT), theme.panel)
+    painter.text(title, 14, HEADER_HEIGHT / 2, theme.text, 15, weight="bold")
+    # Without text metrics in every context, widths are estimated (CJK wide).
+    room = width - 28 - _text_width(title, 15) - 16
+    if right and _text_width(right, 12) <= room:
+        painter.text(right, width - 14, HEADER_HEIGHT / 2, theme.muted, 12, "right")
+
+
+def _text_width(text: str, size: int) -> float:
+    return sum(size if ord(c) > 0x2E7F else size * 0.58 for c in text)
+
+
+def _footer(
+    painter: Painter, source: str, mark: str, width: float, height: float, theme: Theme
+) -> None:
+    bar = Box(0, height - FOOTER_HEIGHT, width, FOOTER_HEIGHT)
+    painter.rect(bar, theme.panel)
+    middle = bar.y + bar.h / 2
+    if width >= WIDE_LAYOUT_MIN:
+        painter.text(f"source: {source}", 12, middle, theme.muted, 10)
+        painter.text(mark, width - 12, middle, theme.muted, 10, "right")
+    else:
+        painter.text(mark, 12, middle, theme.muted, 10)
+
+
+def render_message(
+    ctx: Any,
+    width: float,
+    height: float,
+    options: Mapping[str, Any],
+    title: str,
+    detail: str = "",
+    is_error: bool = False,
+) -> list[str]:
+    """A frame with one message: loading, or an error a person can act on."""
+    painter = Painter(ctx, options.get("surface"))
+    theme = theme_named(options.get("theme"))
+    painter.rect(Box(0, 0, width, height), theme.background)
+    colour = theme.error if is_error else theme.text
+    if is_error:
+        painter.rect(Box(0, 0, width, 4), theme.error)
+    painter.text(title, width / 2, height / 2 - 12, colour, 18, "center", "bold")
+    if detail:
+        painter.text(detail, width / 2, height / 2 + 16, theme.muted, 13, "center")
+    return painter.texts
+
+
+def navigate(view: View, key: str) -> bool:
+    """Act on a navigation key; whether the frame needs drawing again."""
+    if key in _NAV_PERIODS:
+        return view.shift_period(_NAV_PERIODS[key])
+    steps = {
+        **_NAV_ROWS,
+        "PageDown": view.page_rows,
+        "PageUp": -view.page_rows,
+        "Home": -view.rows,
+        "End": view.rows,
+    }
+    return view.scroll(steps.get(key, 0))
+
+
+def scroll(view: View, wheel_steps: int) -> bool:
+    """Act on wheel steps (positive is down); whether to draw again."""
+    return view.scroll(wheel_steps * ROWS_PER_WHEEL_STEP)
+
+
+def pick(view: View, x: float, y: float) -> str | None:
+    """The opaque reference of what was drawn at (x, y) CSS pixels, if anything.
+
+    For stations it is the station number; for table rows, the row's key
+    (a month, a date, a colour scale's name). It names an item the user
+    sees; it never carries the item's values.
+    """
+    return view.pick(x, y)
+
+
+def height_for(product_id: str, payload: Any, width: float) -> int:
+    """The CSS height the component would like at ``width``."""
+    wide, narrow = HEIGHTS.get(kind_of(product_id, payload), (480, 0.9))
+    if width >= WIDE_LAYOUT_MIN:
+        return wide
+    return int(HEADER_HEIGHT + FOOTER_HEIGHT + width * narrow + 40)
+
+
+@dataclass
+class Frame:
+    """Everything one mounted component needs to draw: the runtime's handle.
+
+    Made once the payload is open; the runtime then calls :meth:`draw` for
+    each frame (first render, resize, theme) and hands it keys, wheel steps
+    and clicks, drawing again when they return True (or a reference).
+    """
+
+    product_id: str
+    payload: Any
+    license_id: str
+    trace: bytes
+    view: View = field(default_factory=View)
+
+    def draw(
+        self,
+        ctx: Any,
+        width: float,
+        height: float,
+        theme: str = "light",
+        ratio: float = 1.0,
+        surface: Any = None,
+    ) -> list[str]:
+        """Draw into ``ctx`` (transform already set to ``ratio``); the texts."""
+        options = {
+            "theme": theme,
+            "license": self.license_id,
+            "trace": self.trace,
+            "ratio": ratio,
+            "view": self.view,
+            "surface": surface,
+        }
+        return render(self.product_id, self.payload, ctx, width, height, options)
+
+    def key(self, name: str) -> bool:
+        return navigate(self.view, name)
+
+    def scroll(self, wheel_steps: int) -> bool:
+        return scroll(self.view, wheel_steps)
+
+    def click(self, x: float, y: float) -> str | None:
+        """The reference to put in a ``selection`` event, if (x, y) hit one."""
+        return pick(self.view, x, y)
+
+    def height(self, width: float) -> int:
+        return height_for(self.product_id, self.payload, width)
+
+
+# -- the first runtime's API (gd-stations only), kept while it is in use -------
 
 
 @dataclass(frozen=True)
 class Station:
-    """One row of the product, as the component shows it."""
+    """One row of gd-stations, as the first runtime passed it."""
 
     station_id: str
     county: str
     lon: float
     lat: float
     alt: float | None
-
-
-@dataclass(frozen=True)
-class Box:
-    """A rectangle in CSS pixels."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-
-
-class Painter:
-    """A thin layer over a 2D context that records every string it draws."""
-
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-        self.texts: list[str] = []
-
-    def rect(self, box: Box, colour: str) -> None:
-        self.ctx.fillStyle = colour
-        self.ctx.fillRect(box.x, box.y, box.w, box.h)
-
-    def line(self, x0: float, y0: float, x1: float, y1: float, colour: str) -> None:
-        self.ctx.strokeStyle = colour
-        self.ctx.lineWidth = 1
-        self.ctx.beginPath()
-        self.ctx.moveTo(x0, y0)
-        self.ctx.lineTo(x1, y1)
-        self.ctx.stroke()
-
-    def dot(self, x: float, y: float, radius: float, colour: str) -> None:
-        self.ctx.fillStyle = colour
-        self.ctx.beginPath()
-        self.ctx.arc(x, y, radius, 0, 2 * math.pi)
-        self.ctx.fill()
-
-    def text(
-        self,
-        value: str,
-        x: float,
-        y: float,
-        colour: str,
-        size: int = 13,
-        align: str = "left",
-        weight: str = "normal",
-    ) -> None:
-        self.ctx.fillStyle = colour
-        self.ctx.font = f"{weight} {size}px {FONT_FAMILY}"
-        self.ctx.textAlign = align
-        self.ctx.textBaseline = "middle"
-        self.ctx.fillText(value, x, y)
-        self.texts.append(value)
-
-
-def altitude_colour(alt: float | None) -> str:
-    """The fill colour for a station at ``alt`` metres."""
-    if alt is None or math.isnan(alt):
-        return NO_ALTITUDE
-    low_alt, low_rgb = ALTITUDE_STOPS[0]
-    if alt <= low_alt:
-        return _rgb(low_rgb)
-    for high_alt, high_rgb in ALTITUDE_STOPS[1:]:
-        if alt <= high_alt:
-            t = (alt - low_alt) / (high_alt - low_alt)
-            mixed = tuple(
-                round(a + (b - a) * t) for a, b in zip(low_rgb, high_rgb, strict=True)
-            )
-            return _rgb(mixed)
-        low_alt, low_rgb = high_alt, high_rgb
-    return _rgb(low_rgb)
-
-
-def _rgb(rgb: Sequence[int]) -> str:
-    return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
 @dataclass
@@ -162,61 +382,50 @@ class StationView:
     source: str
     first_row: int = 0
     page_rows: int = field(default=10, init=False)
+    view: View = field(default_factory=View, init=False)
 
     def scroll(self, rows: int) -> None:
-        """Move the table by ``rows`` (negative is up), within bounds."""
-        last = max(0, len(self.stations) - self.page_rows)
-        self.first_row = min(last, max(0, self.first_row + rows))
+        self.view.scroll(rows)
+        self.first_row = self.view.first
 
     def key(self, key: str) -> None:
-        """Scroll for a navigation key name (``PageDown``, ``Home`` ...)."""
-        steps = {
-            "ArrowDown": 1,
-            "ArrowUp": -1,
-            "PageDown": self.page_rows,
-            "PageUp": -self.page_rows,
-            "Home": -len(self.stations),
-            "End": len(self.stations),
-        }
-        self.scroll(steps.get(key, 0))
+        navigate(self.view, key)
+        self.first_row = self.view.first
 
     @property
     def watermark(self) -> str:
-        return f"licence {self.license_id} · trace {self.trace_hex}"
+        return watermark.visible_text(self.license_id, self.trace_hex)
 
-
-def split_layout(width: float, height: float) -> tuple[Box, Box]:
-    """The map box and the table box between the title and the footer bar."""
-    top = HEADER_HEIGHT
-    body_h = height - top - FOOTER_HEIGHT
-    if width >= WIDE_LAYOUT_MIN:
-        map_w = math.floor(width * 0.55)
-        return Box(0, top, map_w, body_h), Box(map_w, top, width - map_w, body_h)
-    map_h = math.floor(body_h * 0.5)
-    return Box(0, top, width, map_h), Box(0, top + map_h, width, body_h - map_h)
+    def payload(self) -> dict[str, Any]:
+        return {
+            "columns": ["id", "county", "lon", "lat", "alt"],
+            "rows": [
+                [s.station_id, s.county, s.lon, s.lat, s.alt] for s in self.stations
+            ],
+            "source": self.source,
+        }
 
 
 def preferred_height(width: float, rows: int) -> int:
-    """The CSS height that shows the map and a useful part of the table."""
-    if width >= WIDE_LAYOUT_MIN:
-        return 560
-    table = ROW_HEIGHT * (min(rows, 12) + 1) + FOOTER_HEIGHT
-    return int(HEADER_HEIGHT + width * 0.75 + table + FOOTER_HEIGHT)
+    """The CSS height of gd-stations at ``width`` (first runtime's API)."""
+    return height_for("gd-stations", {}, width)
 
 
 def draw_stations(
     painter: Painter, view: StationView, width: float, height: float, theme: Theme
 ) -> None:
-    """One full frame: title, map, table and watermark."""
-    painter.rect(Box(0, 0, width, height), theme.background)
-    _title(painter, view, width, theme)
-    map_box, table_box = split_layout(width, height)
-    _map(painter, view.stations, map_box, theme)
-    if width < WIDE_LAYOUT_MIN:
-        painter.text(f"source: {view.source}", 12, map_box.y + 10, theme.muted, 10)
-    _table(painter, view, table_box, theme)
-    _watermark(painter, view.watermark, width, height, theme)
-    _footer(painter, view, width, height, theme)
+    """One gd-stations frame through the first runtime's API."""
+    options = {
+        "theme": _theme_name(theme),
+        "license": view.license_id,
+        "trace": view.trace_hex,
+        "view": view.view,
+        "surface": painter.surface,
+    }
+    painter.texts += render(
+        "gd-stations", view.payload(), painter.ctx, width, height, options
+    )
+    view.page_rows, view.first_row = view.view.page_rows, view.view.first
 
 
 def draw_message(
@@ -228,179 +437,12 @@ def draw_message(
     theme: Theme,
     is_error: bool,
 ) -> None:
-    """A frame with one message: progress, or an error the user can read."""
-    painter.rect(Box(0, 0, width, height), theme.background)
-    colour = theme.error if is_error else theme.text
-    painter.text(title, width / 2, height / 2 - 12, colour, 18, "center", "bold")
-    if detail:
-        painter.text(detail, width / 2, height / 2 + 16, theme.muted, 13, "center")
-
-
-def _title(painter: Painter, view: StationView, width: float, theme: Theme) -> None:
-    painter.rect(Box(0, 0, width, HEADER_HEIGHT), theme.panel)
-    painter.text(
-        "广东省气象观测站 Guangdong weather stations",
-        14,
-        HEADER_HEIGHT / 2,
-        theme.text,
-        15,
-        weight="bold",
-    )
-    painter.text(
-        f"{len(view.stations)} stations",
-        width - 14,
-        HEADER_HEIGHT / 2,
-        theme.muted,
-        12,
-        "right",
+    """A message frame through the first runtime's API."""
+    options = {"theme": _theme_name(theme), "surface": painter.surface}
+    painter.texts += render_message(
+        painter.ctx, width, height, options, title, detail, is_error
     )
 
 
-def _bounds(stations: Sequence[Station]) -> tuple[float, float, float, float]:
-    lons = [s.lon for s in stations] or [0.0]
-    lats = [s.lat for s in stations] or [0.0]
-    pad = 0.25
-    return min(lons) - pad, max(lons) + pad, min(lats) - pad, max(lats) + pad
-
-
-def _map(painter: Painter, stations: Sequence[Station], box: Box, theme: Theme) -> None:
-    lon0, lon1, lat0, lat1 = _bounds(stations)
-    # Equirectangular with the mid-latitude's scale: fine for one province.
-    kx = math.cos(math.radians((lat0 + lat1) / 2))
-    inner = Box(box.x + 44, box.y + 12, box.w - 56, box.h - 64)
-    scale = min(inner.w / ((lon1 - lon0) * kx), inner.h / (lat1 - lat0))
-    ox = inner.x + (inner.w - (lon1 - lon0) * kx * scale) / 2
-    oy = inner.y + (inner.h - (lat1 - lat0) * scale) / 2
-
-    def project(lon: float, lat: float) -> tuple[float, float]:
-        return ox + (lon - lon0) * kx * scale, oy + (lat1 - lat) * scale
-
-    _graticule(painter, (lon0, lon1, lat0, lat1), project, theme)
-    for station in sorted(stations, key=lambda s: s.alt or 0.0):
-        x, y = project(station.lon, station.lat)
-        painter.dot(x, y, 3.2, altitude_colour(station.alt))
-    _legend(
-        painter, Box(box.x + 44, box.y + box.h - 40, min(220, box.w - 60), 10), theme
-    )
-
-
-def _graticule(
-    painter: Painter,
-    bounds: tuple[float, float, float, float],
-    project: Any,
-    theme: Theme,
-) -> None:
-    lon0, lon1, lat0, lat1 = bounds
-    for lon in range(math.ceil(lon0), math.floor(lon1) + 1):
-        x, y_top = project(lon, lat1)
-        _, y_bottom = project(lon, lat0)
-        painter.line(x, y_top, x, y_bottom, theme.grid)
-        painter.text(f"{lon}°E", x, y_bottom + 10, theme.muted, 10, "center")
-    for lat in range(math.ceil(lat0), math.floor(lat1) + 1):
-        x_left, y = project(lon0, lat)
-        x_right, _ = project(lon1, lat)
-        painter.line(x_left, y, x_right, y, theme.grid)
-        painter.text(f"{lat}°N", x_left - 4, y, theme.muted, 10, "right")
-
-
-def _legend(painter: Painter, box: Box, theme: Theme) -> None:
-    top_alt = ALTITUDE_STOPS[-1][0]
-    steps = 24
-    for i in range(steps):
-        alt = top_alt * i / (steps - 1)
-        painter.rect(
-            Box(box.x + box.w * i / steps, box.y, box.w / steps + 1, box.h),
-            altitude_colour(alt),
-        )
-    painter.text("0 m", box.x, box.y + box.h + 10, theme.muted, 10)
-    painter.text(
-        f"≥{top_alt:.0f} m", box.x + box.w, box.y + box.h + 10, theme.muted, 10, "right"
-    )
-    painter.text("altitude 海拔", box.x + box.w + 8, box.y + box.h / 2, theme.muted, 10)
-    painter.dot(box.x + box.w + 14, box.y + box.h + 10, 3.2, NO_ALTITUDE)
-    painter.text("no altitude", box.x + box.w + 22, box.y + box.h + 10, theme.muted, 10)
-
-
-TABLE_COLUMNS = (
-    ("id 站号", 0.00, "left"),
-    ("county 县", 0.17, "left"),
-    ("lon", 0.52, "right"),
-    ("lat", 0.70, "right"),
-    ("alt m", 0.94, "right"),
-)
-
-
-def _cells(station: Station) -> tuple[str, ...]:
-    alt = "—" if station.alt is None else f"{station.alt:.1f}"
-    return (
-        station.station_id,
-        station.county,
-        f"{station.lon:.2f}",
-        f"{station.lat:.2f}",
-        alt,
-    )
-
-
-def _table(painter: Painter, view: StationView, box: Box, theme: Theme) -> None:
-    painter.rect(box, theme.panel)
-    inner_w = box.w - 24
-    view.page_rows = max(1, int((box.h - ROW_HEIGHT - FOOTER_HEIGHT - 8) // ROW_HEIGHT))
-    view.scroll(0)
-    y = box.y + ROW_HEIGHT / 2 + 4
-    for label, at, align in TABLE_COLUMNS:
-        painter.text(
-            label, _column_x(box, inner_w, at, align), y, theme.muted, 12, align, "bold"
-        )
-    painter.line(
-        box.x + 12,
-        y + ROW_HEIGHT / 2,
-        box.x + box.w - 12,
-        y + ROW_HEIGHT / 2,
-        theme.grid,
-    )
-    shown = view.stations[view.first_row : view.first_row + view.page_rows]
-    for station in shown:
-        y += ROW_HEIGHT
-        painter.dot(box.x + 8, y, 3, altitude_colour(station.alt))
-        for value, (_, at, align) in zip(_cells(station), TABLE_COLUMNS, strict=True):
-            painter.text(
-                value, _column_x(box, inner_w, at, align), y, theme.text, 12, align
-            )
-    last = view.first_row + len(shown)
-    pager = f"{view.first_row + 1}–{last} of {len(view.stations)} · scroll for more"
-    painter.text(pager, box.x + 12, box.y + box.h - FOOTER_HEIGHT / 2, theme.muted, 11)
-
-
-def _column_x(box: Box, inner_w: float, at: float, align: str) -> float:
-    x = box.x + 16 + inner_w * at
-    return x + (inner_w * 0.06 if align == "right" else 0)
-
-
-def _watermark(
-    painter: Painter, mark: str, width: float, height: float, theme: Theme
-) -> None:
-    # Tiled and tilted so a crop of any useful size still carries the mark.
-    ctx = painter.ctx
-    ctx.save()
-    ctx.translate(width / 2, height / 2)
-    ctx.rotate(-math.pi / 9)
-    step_y, step_x = 110, 520
-    reach = int(math.hypot(width, height) / 2) + step_x
-    for row, dy in enumerate(range(-reach, reach, step_y)):
-        offset = (row % 2) * step_x / 2
-        for dx in range(-reach, reach, step_x):
-            painter.text(mark, dx + offset, dy, theme.watermark, 13, "center")
-    ctx.restore()
-
-
-def _footer(
-    painter: Painter, view: StationView, width: float, height: float, theme: Theme
-) -> None:
-    bar = Box(0, height - FOOTER_HEIGHT, width, FOOTER_HEIGHT)
-    painter.rect(bar, theme.panel)
-    middle = bar.y + bar.h / 2
-    if width >= WIDE_LAYOUT_MIN:
-        painter.text(f"source: {view.source}", 12, middle, theme.muted, 10)
-        painter.text(view.watermark, width - 12, middle, theme.muted, 10, "right")
-    else:
-        painter.text(view.watermark, 12, middle, theme.muted, 10)
+def _theme_name(theme: Theme) -> str:
+    return next((name for name, t in THEMES.items() if t == theme), "light")

@@ -21,13 +21,13 @@ import pytest
 from .harness import (
     CACHE_DIR,
     CHROMIUM,
-    CHROMIUM_ARGS,
     REPO,
     START_TIMEOUT_S,
     TIMINGS,
     Demo,
     free_port,
     http_status,
+    launch_options,
 )
 
 
@@ -104,9 +104,7 @@ def playwright() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def browser(playwright: Any) -> Iterator[Any]:
-    chromium = playwright.chromium.launch(
-        executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-    )
+    chromium = playwright.chromium.launch(**launch_options())
     yield chromium
     chromium.close()
 
@@ -122,10 +120,8 @@ def persistent_context(
     """
     context = playwright.chromium.launch_persistent_context(
         tmp_path_factory.mktemp("chromium-profile"),
-        executable_path=CHROMIUM,
-        args=CHROMIUM_ARGS,
-        headless=True,
         viewport={"width": 1100, "height": 800},
+        **launch_options(),
     )
     yield context
     context.close()

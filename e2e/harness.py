@@ -26,10 +26,46 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
+# Playwright's own --disable-features switch (Playwright 1.65). It turns off
+# third-party storage partitioning, which Chrome has on by default and
+# without which a SharedWorker cannot start in a cross-site iframe. Playwright
+# offers no way to drop one feature, so the whole switch is replaced by the
+# same list without that one (test_shared_runtime fails if this drifts).
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync,DestroyProfileOnBrowserClose,"
+    "HttpsUpgrades,HttpsFirstBalancedModeAutoEnable,LensOverlay,MediaRouter,"
+    "PaintHolding,ThirdPartyStoragePartitioning,"
+    "AvoidCorsURLLoaderRestartOnRedirect,TcpPortRandomizationWin,"
+    "OptimizationHints,NetworkTimeServiceQuerying,AimEnabled,PreconnectToSearch,"
+    "msForceBrowserSignIn,msEdgeUpdateLaunchServicesPreferredVersion"
+)
+PARTITIONING = "ThirdPartyStoragePartitioning"
 PRODUCT = "gd-stations"
-WORKER_PATH = "/static/component/worker.js"
+WORKER_PATH = "/worker.js"
 # First start downloads Pyodide (13.5 MB) and the meteva wheel (46 MB).
 START_TIMEOUT_S = 600
+
+
+def launch_options(user_like: bool = True) -> dict[str, Any]:
+    """Keyword arguments for Playwright's ``launch`` of Debian's Chromium.
+
+    ``user_like`` keeps Chrome's default third-party storage partitioning
+    (see PLAYWRIGHT_DISABLED_FEATURES); ``False`` keeps Playwright's
+    defaults, which a few tests use as a browser without it.
+    """
+    options: dict[str, Any] = {
+        "executable_path": CHROMIUM,
+        "args": list(CHROMIUM_ARGS),
+        "headless": True,
+    }
+    if user_like:
+        features = PLAYWRIGHT_DISABLED_FEATURES.split(",")
+        kept = ",".join(f for f in features if f != PARTITIONING)
+        options["args"].append(f"--disable-features={kept}")
+        options["ignore_default_args"] = [
+            f"--disable-features={PLAYWRIGHT_DISABLED_FEATURES}"
+        ]
+    return options
 
 
 def free_port() -> int:
@@ -120,21 +156,56 @@ def poll(
         time.sleep(every_s)
 
 
-def component_worker(page: Any) -> Any:
-    """The component's Worker on ``page`` (it lives in the container iframe)."""
+def _inspectable(frame: Any) -> bool:
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        return bool(frame.evaluate("typeof self.xinfengFrameText === 'function'"))
+    except PlaywrightError:  # the frame navigated away or closed meanwhile
+        return False
+
+
+def component_frames(page: Any) -> list[Any]:
+    """The component containers on ``page`` whose runtime answers, in order.
+
+    Components of one page share one runtime in a SharedWorker, which
+    Playwright does not expose; each container asks the runtime on demand
+    (under automation only) for what its component drew.
+    """
+    # The sync API handles browser events only inside its own calls.
+    page.wait_for_timeout(100)
+    frames = [f for f in page.frames if "/embed/" in f.url]
+    return [f for f in frames if _inspectable(f)]
+
+
+def component_frame(page: Any) -> Any:
+    """The first component container on ``page``, once its runtime answers."""
 
     def find() -> Any:
-        # The sync API handles browser events only inside its own calls;
-        # page.workers alone would never see a new worker.
-        page.wait_for_timeout(100)
-        return next((w for w in page.workers if w.url.endswith(WORKER_PATH)), None)
+        frames = component_frames(page)
+        return frames[0] if frames else None
 
     return poll(find, timeout_s=30)
 
 
-def frame_text(worker: Any) -> list[str]:
-    """The strings the component drew in its last frame."""
-    return list(worker.evaluate("self.xinfengFrameText ? self.xinfengFrameText() : []"))
+# The first tests were written when each component had its own Worker.
+component_worker = component_frame
+
+
+def frame_text(container: Any) -> list[str]:
+    """The strings the component in ``container`` drew in its last frame."""
+    script = "self.xinfengFrameText ? self.xinfengFrameText() : []"
+    return list(container.evaluate(script))
+
+
+def component_texts(page: Any) -> list[str]:
+    """Every string the components on ``page`` drew in their last frames."""
+    return [text for frame in component_frames(page) for text in frame_text(frame)]
+
+
+def runtime_info(container: Any) -> dict[str, Any]:
+    """How the component in ``container`` is served: mode, runtime name, counts."""
+    return dict(container.evaluate("self.xinfengRuntime()"))
 
 
 TIMINGS: list[tuple[str, float]] = []

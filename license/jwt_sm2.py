@@ -24,13 +24,13 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 import jwt
 from jwt.algorithms import Algorithm
 
 from xinfeng.sdk.errors import CryptoError, TokenInvalid, XinfengError
-from xinfeng.sdk.sm2 import DEFAULT_UID, SM2PrivateKey, SM2PublicKey
+from xinfeng.sdk.sm2 import DEFAULT_UID, SM2PublicKey
 
 ALGORITHM = "SM2SM3"
 MAX_TOKEN_LENGTH = 16384
@@ -45,20 +45,28 @@ _B64URL_RE = re.compile(r"[A-Za-z0-9_-]+")
 _HEADER_KEYS = frozenset({"alg", "kid", "typ"})
 
 
+@runtime_checkable
+class RawSigner(Protocol):
+    """Signs like :meth:`SM2PrivateKey.sign_raw` (``r || s``): the key itself,
+    or an object that holds it elsewhere, such as inside OpenSSL."""
+
+    def sign_raw(self, message: bytes, uid: bytes = ...) -> bytes: ...
+
+
 class _SM2WithSM3(Algorithm):
     """PyJWT algorithm object for SM2 signatures over SM3, raw ``r || s``."""
 
-    def prepare_key(self, key: Any) -> SM2PrivateKey | SM2PublicKey:
-        if not isinstance(key, SM2PrivateKey | SM2PublicKey):
+    def prepare_key(self, key: Any) -> RawSigner | SM2PublicKey:
+        if not isinstance(key, SM2PublicKey | RawSigner):
             raise jwt.InvalidKeyError("SM2SM3 needs an SM2 key object")
         return key
 
-    def sign(self, msg: bytes, key: SM2PrivateKey | SM2PublicKey) -> bytes:
-        if not isinstance(key, SM2PrivateKey):
+    def sign(self, msg: bytes, key: RawSigner | SM2PublicKey) -> bytes:
+        if isinstance(key, SM2PublicKey):
             raise jwt.InvalidKeyError("signing needs an SM2 private key")
         return key.sign_raw(msg, DEFAULT_UID)
 
-    def verify(self, msg: bytes, key: SM2PrivateKey | SM2PublicKey, sig: bytes) -> bool:
+    def verify(self, msg: bytes, key: RawSigner | SM2PublicKey, sig: bytes) -> bool:
         if not isinstance(key, SM2PublicKey) or len(sig) != 64:
             return False
         try:
@@ -85,7 +93,7 @@ def _make_jws() -> jwt.PyJWS:
 _JWS = _make_jws()
 
 
-def encode(claims: dict[str, Any], key: SM2PrivateKey, kid: str, typ: str) -> str:
+def encode(claims: dict[str, Any], key: RawSigner, kid: str, typ: str) -> str:
     """Sign ``claims`` with ``key`` and return a compact JWS.
 
     Raises:

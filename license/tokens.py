@@ -14,7 +14,6 @@ import secrets
 from collections.abc import Sequence
 
 from xinfeng.sdk.errors import OriginDenied, ProductDenied, TokenInvalid
-from xinfeng.sdk.sm2 import SM2PrivateKey
 
 from . import jwt_sm2
 from .model import LICENSE_ID_RE
@@ -51,7 +50,7 @@ class EmbedToken:
 
 
 def mint_embed_token(
-    key: SM2PrivateKey,
+    key: jwt_sm2.RawSigner,
     kid: str,
     license_id: str,
     products: Sequence[str],

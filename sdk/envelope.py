@@ -17,7 +17,7 @@ import secrets
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import sm3, sm4
 from .errors import (
@@ -32,9 +32,9 @@ from .sm2 import SM2PrivateKey, SM2PublicKey
 from .wire import Limits, pack, require, require_bytes, unpack
 
 VERSION = 1
-ALG_SM4_CTR_HMAC_SM3 = 1
+ALG_SM4_CTR_HMAC_SM3 = 2
 MAGIC = b"XF"
-CHUNK_SIZE = 4096
+MIN_CHUNK_SIZE = 32
 SESSION_KEY_SIZE = 16
 SESSION_ID_SIZE = 16
 TRACE_ID_SIZE = 16
@@ -44,6 +44,10 @@ TAG_SIZE = 32
 HEADER = struct.Struct(">2sBBQ16s16sII")
 HEADER_SIZE = HEADER.size
 MAX_CIPHERTEXT = 16 * 1024 * 1024
+# Every MAC input starts with this label and the header: exactly one SM3
+# block, compressed once per envelope.
+MAC_LABEL = b"xf1 envelope"
+_CHUNK_TAG, _FINAL_TAG = b"\x00", b"\x01"
 MAX_CLOCK_SKEW_MS = 120_000
 
 HANDSHAKE_LIMITS = Limits(max_bytes=8192, max_items=16, max_str=4096, max_bin=256)
@@ -162,9 +166,16 @@ def parse_handshake(body: bytes, now_ms: int) -> HandshakeRequest:
     return HandshakeRequest(token, epk, epk_bytes, nonce, ts, env)
 
 
+class ReplySigner(Protocol):
+    """Signs like :meth:`SM2PrivateKey.sign` (DER): the server key itself,
+    or an object that holds it elsewhere, such as inside OpenSSL."""
+
+    def sign(self, message: bytes, uid: bytes = ...) -> bytes: ...
+
+
 def sign_handshake_reply(
     request: HandshakeRequest,
-    server_key: SM2PrivateKey,
+    server_key: ReplySigner,
     session_id: bytes,
     session_key: bytes,
     expires_ms: int,
@@ -329,19 +340,33 @@ class Envelope:
     payload: Any
 
 
-def _tags(
-    mac_key: bytes, header: bytes, ciphertext: bytes, suite: Suite
-) -> bytes:
+def chunk_size(length: int) -> int:
+    """The MAC chunk size for ``length`` bytes of ciphertext.
+
+    About the square root of the length, as a power of two, at least 32: a
+    receiver then computes about as many chunk MACs side by side as each has
+    blocks, which is the fastest split for lane-parallel SM3.
+    """
+    return max(MIN_CHUNK_SIZE, 1 << (length.bit_length() // 2))
+
+
+def _xor_all(tags: Sequence[bytes]) -> bytes:
+    total = 0
+    for tag in tags:
+        total ^= int.from_bytes(tag, "big")
+    return total.to_bytes(TAG_SIZE, "big")
+
+
+def _tags(mac_key: bytes, header: bytes, ciphertext: bytes, suite: Suite) -> bytes:
+    size = chunk_size(len(ciphertext))
+    prefix = MAC_LABEL + header
     chunks = [
-        b"xf1 chunk"
-        + header
-        + struct.pack(">I", i // CHUNK_SIZE)
-        + ciphertext[i : i + CHUNK_SIZE]
-        for i in range(0, len(ciphertext), CHUNK_SIZE)
+        prefix + _CHUNK_TAG + struct.pack(">I", i // size) + ciphertext[i : i + size]
+        for i in range(0, len(ciphertext), size)
     ]
-    chunk_tags = suite.hmac_sm3_many(mac_key, chunks)
-    final = b"xf1 final" + header + struct.pack(">I", len(chunks))
-    return suite.hmac_sm3(mac_key, final + b"".join(chunk_tags))
+    summed = _xor_all(suite.hmac_sm3_many(mac_key, chunks))
+    final = prefix + _FINAL_TAG + struct.pack(">I", len(chunks)) + summed
+    return suite.hmac_sm3(mac_key, final)
 
 
 def seal(
@@ -366,7 +391,7 @@ def seal(
         counter,
         trace_id,
         iv,
-        CHUNK_SIZE,
+        chunk_size(len(plaintext)),
         len(plaintext),
     )
     ciphertext = suite.sm4_ctr(enc_key, iv, plaintext)
@@ -386,7 +411,7 @@ def parse_header(envelope: bytes) -> tuple[int, bytes, bytes, int]:
     )
     if magic != MAGIC or version != VERSION or alg != ALG_SM4_CTR_HMAC_SM3:
         raise EnvelopeError("unsupported envelope")
-    if chunk != CHUNK_SIZE or length > MAX_CIPHERTEXT:
+    if length > MAX_CIPHERTEXT or chunk != chunk_size(length):
         raise EnvelopeError("unsupported envelope")
     if len(envelope) != HEADER_SIZE + length + TAG_SIZE:
         raise EnvelopeError("envelope length mismatch")

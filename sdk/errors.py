@@ -105,6 +105,23 @@ class ProductDenied(LicenseError):
     code = "product_denied"
 
 
+class LicenseFrozen(LicenseError):
+    """The license is temporarily frozen."""
+
+    code = "license_frozen"
+
+
+class RateLimited(XinfengError):
+    """Too many requests; try again later."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, retry_after: int = 1, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
 class SessionInvalid(XinfengError):
     """The session is unknown, expired or the request is not authentic."""
 

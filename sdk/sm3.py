@@ -18,7 +18,7 @@ The standard library only: this module also runs in Pyodide.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
 __all__ = [
@@ -40,14 +40,23 @@ _IV = (
     0xA96F30BC, 0x163138AA, 0xE38DEE4D, 0xB0FB0E4E,
 )  # fmt: skip
 _M = 0xFFFFFFFF
+# x * _DOUBLE is x with a copy of itself 32 bits higher: a rotation left by r
+# of every 32-bit lane is then (x * _DOUBLE >> (32 - r)) & mask.
+_DOUBLE = (1 << 32) + 1
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
 
-# A group of equal-length messages smaller than this is hashed one message at
-# a time; lanes start to win at two (benchmarks/bench_symmetric.py). Larger
-# groups are cut into batches whose integers stay in the CPU cache.
+# A batch of fewer messages than this is hashed one message at a time; lanes
+# start to win at two (benchmarks/bench_symmetric.py). Larger groups are cut
+# into batches whose integers stay in the CPU cache. A message rides in the
+# lanes of a longer batch while it has at least 1/_RIDE of the batch's blocks:
+# a lane costs little next to a round of the interpreter's loop.
 _LANE_MIN_MESSAGES = 2
 _LANE_BATCH = 1024
+_RIDE = 32
+# One block per message and at most this many messages: packing the words
+# through struct takes fewer steps than byte slices.
+_STRUCT_PACK_MAX = 64
 
 State = tuple[int, int, int, int, int, int, int, int]
 
@@ -178,11 +187,22 @@ def sm3_hash(data: bytes) -> bytes:
 
 def _hmac_states(key: bytes) -> tuple[State, State]:
     """The states after the inner and the outer key block of HMAC."""
-    key = _bytes(key)
+    return _key_states(_bytes(key))
+
+
+@lru_cache(maxsize=16)
+def _key_states(key: bytes) -> tuple[State, State]:
     if len(key) > BLOCK_SIZE:
         key = sm3_hash(key)
     key = key.ljust(BLOCK_SIZE, b"\x00")
-    return _compress(_IV, key.translate(_IPAD)), _compress(_IV, key.translate(_OPAD))
+    inner, outer = _states_after(_IV, [key.translate(_IPAD), key.translate(_OPAD)])
+    return inner, outer
+
+
+@lru_cache(maxsize=16)
+def _absorbed(v: State, block: bytes) -> State:
+    """``v`` after one more block; remembered, as batches share a first block."""
+    return _compress(v, block)
 
 
 def _hash_from(v: State, prefix: int, data: bytes) -> bytes:
@@ -197,7 +217,12 @@ def hmac_sm3(key: bytes, data: bytes) -> bytes:
     first. Raises ``TypeError`` if an argument is not bytes-like.
     """
     inner, outer = _hmac_states(key)
-    return _hash_from(outer, BLOCK_SIZE, _hash_from(inner, BLOCK_SIZE, _bytes(data)))
+    data = _bytes(data)
+    prefix = BLOCK_SIZE
+    if len(data) >= BLOCK_SIZE:
+        inner, prefix = _absorbed(inner, data[:BLOCK_SIZE]), 2 * BLOCK_SIZE
+        data = data[BLOCK_SIZE:]
+    return _hash_from(outer, BLOCK_SIZE, _hash_from(inner, prefix, data))
 
 
 def sm3_kdf(z: bytes, klen: int) -> bytes:
@@ -215,47 +240,54 @@ def sm3_kdf(z: bytes, klen: int) -> bytes:
 # -- many messages at once ----------------------------------------------------
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _lane_constants(m: int) -> tuple[int, int, tuple[int, ...]]:
     """For ``m`` lanes: a 1 in every lane, the 32-bit mask, the round constants."""
     rep = int.from_bytes(b"\x00\x00\x00\x00\x00\x00\x00\x01" * m, "big")
     return rep, _M * rep, tuple(t * rep for t in _T)
 
 
-def _expand_lanes(w16: list[int], m: int) -> list[int]:
-    w = w16
+def _expand_lanes(w16: list[int], m: int) -> tuple[list[int], list[int]]:
+    """The words W0..W63 and W'j = Wj ^ Wj+4 of one block of every lane."""
+    w, k = w16, _DOUBLE
     for j in range(16, 68):
-        y = w[j - 3]
-        x = w[j - 16] ^ w[j - 9] ^ (((y << 15) | (y >> 17)) & m)
-        d = x | (x << 32)
-        y = w[j - 13]
-        w.append(((x ^ (d >> 17) ^ (d >> 9) ^ (y << 7) ^ (y >> 25)) & m) ^ w[j - 6])
-    return w
+        x = w[j - 16] ^ w[j - 9] ^ ((w[j - 3] * k >> 17) & m)
+        d = x * k
+        y = w[j - 13] * k
+        w.append(((x ^ (d >> 17) ^ (d >> 9) ^ (y >> 25)) & m) ^ w[j - 6])
+    return w[:64], [p ^ q for p, q in zip(w[:64], w[4:68], strict=True)]
 
 
-def _compress_lanes(v: list[int], w: list[int], m: int, t: Sequence[int]) -> list[int]:
+def _compress_lanes(
+    v: list[int], w: list[int], wp: list[int], m: int, t: Sequence[int]
+) -> list[int]:
     # The same rounds as _compress; every value is a row of 64-bit lanes whose
-    # upper halves must be zero again before the next rotation.
+    # upper halves must be zero again before the next rotation. ``a2`` is the
+    # doubled ``a``, kept because ``a`` is rotated again a round later as ``b``.
+    k = _DOUBLE
     a, b, c, d, e, f, g, h = v
-    for tj, wj, wj4 in zip(t[:16], w[:16], w[4:20], strict=True):
-        a12 = ((a << 12) | (a >> 20)) & m
+    b2 = b * k
+    for tj, wj, wpj in zip(t[:16], w[:16], wp[:16], strict=True):
+        a2 = a * k
+        a12 = (a2 >> 20) & m
         s = (a12 + e + tj) & m
-        ss1 = ((s << 7) | (s >> 25)) & m
-        tt1 = ((a ^ b ^ c) + d + (ss1 ^ a12) + (wj ^ wj4)) & m
+        ss1 = (s * k >> 25) & m
+        tt1 = ((a ^ b ^ c) + d + (ss1 ^ a12) + wpj) & m
         tt2 = ((e ^ f ^ g) + h + ss1 + wj) & m
-        d, c, b, a = c, ((b << 9) | (b >> 23)) & m, a, tt1
-        h, g, f = g, ((f << 19) | (f >> 13)) & m, e
-        x = tt2 | (tt2 << 32)
+        d, c, b, a, b2 = c, (b2 >> 23) & m, a, tt1, a2
+        h, g, f = g, (f * k >> 13) & m, e
+        x = tt2 * k
         e = (tt2 ^ (x >> 23) ^ (x >> 15)) & m
-    for tj, wj, wj4 in zip(t[16:], w[16:64], w[20:68], strict=True):
-        a12 = ((a << 12) | (a >> 20)) & m
+    for tj, wj, wpj in zip(t[16:], w[16:], wp[16:], strict=True):
+        a2 = a * k
+        a12 = (a2 >> 20) & m
         s = (a12 + e + tj) & m
-        ss1 = ((s << 7) | (s >> 25)) & m
-        tt1 = (((a & b) | (c & (a | b))) + d + (ss1 ^ a12) + (wj ^ wj4)) & m
+        ss1 = (s * k >> 25) & m
+        tt1 = (((a & b) | (c & (a | b))) + d + (ss1 ^ a12) + wpj) & m
         tt2 = ((g ^ (e & (f ^ g))) + h + ss1 + wj) & m
-        d, c, b, a = c, ((b << 9) | (b >> 23)) & m, a, tt1
-        h, g, f = g, ((f << 19) | (f >> 13)) & m, e
-        x = tt2 | (tt2 << 32)
+        d, c, b, a, b2 = c, (b2 >> 23) & m, a, tt1, a2
+        h, g, f = g, (f * k >> 13) & m, e
+        x = tt2 * k
         e = (tt2 ^ (x >> 23) ^ (x >> 15)) & m
     return [p ^ q for p, q in zip(v, (a, b, c, d, e, f, g, h), strict=True)]
 
@@ -266,6 +298,13 @@ def _block_lanes(rows: bytes, stride: int, offset: int, m: int) -> list[int]:
     ``rows`` holds ``m`` padded messages of ``stride`` bytes each, back to
     back; the block starts ``offset`` bytes into every message.
     """
+    if stride == BLOCK_SIZE and m <= _STRUCT_PACK_MAX:
+        words = struct.unpack(f">{16 * m}I", rows)
+        lane_format = f">{m}Q"
+        return [
+            int.from_bytes(struct.pack(lane_format, *words[k::16]), "big")
+            for k in range(16)
+        ]
     size = 8 * m
     words = bytearray(16 * size)
     for k in range(16):
@@ -276,60 +315,124 @@ def _block_lanes(rows: bytes, stride: int, offset: int, m: int) -> list[int]:
     return [int.from_bytes(view[size * k : size * (k + 1)], "big") for k in range(16)]
 
 
-def _digests_from_lanes(v: list[int], m: int) -> list[bytes]:
+def _words_from_lanes(v: list[int], m: int) -> bytes:
+    """The eight state words of every lane, 32 bytes per lane, lane by lane."""
     out = bytearray(DIGEST_SIZE * m)
     for k, lane in enumerate(v):
         word = lane.to_bytes(8 * m, "big")
         for j in range(4):
             out[4 * k + j :: DIGEST_SIZE] = word[4 + j :: 8]
-    return [bytes(out[i : i + DIGEST_SIZE]) for i in range(0, len(out), DIGEST_SIZE)]
+    return bytes(out)
+
+
+def _lane_states(
+    start: State, rows: bytes, stride: int, m: int
+) -> Iterator[tuple[int, list[int]]]:
+    """Run ``m`` messages from ``start``; yield (block index, lane states)."""
+    rep, mask, t = _lane_constants(m)
+    v = [word * rep for word in start]
+    for index, offset in enumerate(range(0, stride, BLOCK_SIZE)):
+        w, wp = _expand_lanes(_block_lanes(rows, stride, offset, m), mask)
+        v = _compress_lanes(v, w, wp, mask, t)
+        yield index, v
+
+
+def _states_after(start: State, blocks: Sequence[bytes]) -> list[State]:
+    """The states after one block each, from ``start``, in lanes."""
+    m = len(blocks)
+    _, v = next(_lane_states(start, b"".join(blocks), BLOCK_SIZE, m))
+    words = _words_from_lanes(v, m)
+    return [struct.unpack_from(">8I", words, 32 * i) for i in range(m)]
+
+
+def _padded_rows(
+    prefix: int, messages: Sequence[bytes]
+) -> tuple[bytes, int, dict[int, list[int]]]:
+    """The padded messages zero-filled to one stride, back to back.
+
+    Returns the rows, the stride and, by block index, the lanes whose
+    message ends in that block.
+    """
+    pads: dict[int, bytes] = {}
+    for n in {len(x) for x in messages}:
+        pads[n] = _padding(prefix + n)
+    stride = max(n + len(pad) for n, pad in pads.items())
+    pieces: list[bytes] = []
+    ends: dict[int, list[int]] = {}
+    for i, x in enumerate(messages):
+        pad = pads[len(x)]
+        size = len(x) + len(pad)
+        pieces += (x, pad, bytes(stride - size))
+        ends.setdefault(size // BLOCK_SIZE - 1, []).append(i)
+    return b"".join(pieces), stride, ends
 
 
 def _hash_batch(start: State, prefix: int, messages: Sequence[bytes]) -> list[bytes]:
-    """Digests of messages whose padded lengths are all equal, in lanes."""
+    """Digests of messages hashed side by side in lanes."""
     m = len(messages)
-    rep, mask, t = _lane_constants(m)
-    rows = b"".join(x + _padding(prefix + len(x)) for x in messages)
-    stride = len(rows) // m
-    v = [word * rep for word in start]
-    for offset in range(0, stride, BLOCK_SIZE):
-        w = _expand_lanes(_block_lanes(rows, stride, offset, m), mask)
-        v = _compress_lanes(v, w, mask, t)
-    return _digests_from_lanes(v, m)
+    rows, stride, ends = _padded_rows(prefix, messages)
+    out = [b""] * m
+    for index, v in _lane_states(start, rows, stride, m):
+        if index in ends:
+            words = _words_from_lanes(v, m)
+            for i in ends[index]:
+                out[i] = words[DIGEST_SIZE * i : DIGEST_SIZE * (i + 1)]
+    return out
 
 
-def _groups(messages: Sequence[bytes], prefix: int) -> Iterable[list[int]]:
-    """Indexes of the messages, grouped by their number of blocks."""
-    groups: dict[int, list[int]] = {}
-    for i, x in enumerate(messages):
-        groups.setdefault((prefix + len(x) + 8) // BLOCK_SIZE, []).append(i)
-    return groups.values()
+def _batches(blocks: Sequence[int]) -> list[list[int]]:
+    """Indexes of the messages hashed together, longest messages first."""
+    if len(blocks) <= _LANE_BATCH and min(blocks) * _RIDE >= max(blocks):
+        return [list(range(len(blocks)))]
+    order = sorted(range(len(blocks)), key=lambda i: -blocks[i])
+    batches: list[list[int]] = []
+    for i in order:
+        batch = batches[-1] if batches else None
+        if (
+            batch is None
+            or len(batch) >= _LANE_BATCH
+            or blocks[i] * _RIDE < blocks[batch[0]]
+        ):
+            batches.append([i])
+        else:
+            batch.append(i)
+    return batches
 
 
 def _hash_many(start: State, prefix: int, messages: Sequence[bytes]) -> list[bytes]:
-    messages = [_bytes(x) for x in messages]
+    """Digests of bytes ``messages`` from ``start`` after ``prefix`` bytes."""
+    if not messages:
+        return []
+    blocks = [(prefix + len(x) + 8) // BLOCK_SIZE for x in messages]
     out = [b""] * len(messages)
-    for group in _groups(messages, prefix):
-        for first in range(0, len(group), _LANE_BATCH):
-            batch = group[first : first + _LANE_BATCH]
-            members = [messages[i] for i in batch]
-            if len(batch) < _LANE_MIN_MESSAGES:
-                digests = [_hash_from(start, prefix, x) for x in members]
-            else:
-                digests = _hash_batch(start, prefix, members)
-            for i, digest in zip(batch, digests, strict=True):
-                out[i] = digest
+    for batch in _batches(blocks):
+        members = [messages[i] for i in batch]
+        if len(batch) < _LANE_MIN_MESSAGES:
+            digests = [_hash_from(start, prefix, x) for x in members]
+        else:
+            digests = _hash_batch(start, prefix, members)
+        for i, digest in zip(batch, digests, strict=True):
+            out[i] = digest
     return out
 
 
 def sm3_hash_lanes(messages: Sequence[bytes]) -> list[bytes]:
     """Return the SM3 digest of every message, in order, hashing them in lanes.
 
-    Messages of any mix of lengths are accepted; those with the same number
-    of blocks are hashed together. Raises ``TypeError`` for a message that
-    is not bytes-like.
+    Messages of any mix of lengths are accepted. Raises ``TypeError`` for a
+    message that is not bytes-like.
     """
-    return _hash_many(_IV, 0, messages)
+    return _hash_many(_IV, 0, [_bytes(x) for x in messages])
+
+
+def _shared_first_block(messages: Sequence[bytes]) -> bytes | None:
+    """The first block, when there are several messages and all start with it."""
+    if len(messages) < _LANE_MIN_MESSAGES:
+        return None
+    first = messages[0][:BLOCK_SIZE]
+    if len(first) < BLOCK_SIZE or not all(x.startswith(first) for x in messages):
+        return None
+    return first
 
 
 def hmac_sm3_lanes(key: bytes, messages: Sequence[bytes]) -> list[bytes]:
@@ -338,6 +441,11 @@ def hmac_sm3_lanes(key: bytes, messages: Sequence[bytes]) -> list[bytes]:
     Equal to ``[hmac_sm3(key, x) for x in messages]``. Raises ``TypeError``
     if an argument is not bytes-like.
     """
-    inner_start, outer_start = _hmac_states(key)
-    inner = _hash_many(inner_start, BLOCK_SIZE, messages)
-    return _hash_many(outer_start, BLOCK_SIZE, inner)
+    inner, outer = _hmac_states(key)
+    messages = [_bytes(x) for x in messages]
+    prefix = BLOCK_SIZE
+    first = _shared_first_block(messages)
+    if first is not None:
+        inner, prefix = _absorbed(inner, first), 2 * BLOCK_SIZE
+        messages = [x[BLOCK_SIZE:] for x in messages]
+    return _hash_many(outer, BLOCK_SIZE, _hash_many(inner, prefix, messages))

@@ -27,7 +27,8 @@ class Limits:
 
 def pack(obj: Any) -> bytes:
     """Serialise ``obj`` the one way xinfeng signs and sends messages."""
-    return msgpack.packb(obj, use_bin_type=True)
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)
+    return packed
 
 
 def unpack(data: bytes, limits: Limits) -> Any:
@@ -74,7 +75,7 @@ def require(obj: Any, key: str, kind: type | tuple[type, ...]) -> Any:
 
 def require_bytes(obj: Any, key: str, size: int | None = None) -> bytes:
     """Return the bytes at ``obj[key]``, optionally of exactly ``size``."""
-    value = require(obj, key, bytes)
+    value: bytes = require(obj, key, bytes)
     if size is not None and len(value) != size:
         raise ProtocolError(f"wrong length for {key}")
     return value

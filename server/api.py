@@ -36,6 +36,7 @@ from xinfeng.sdk.sm3 import sm3_hash
 
 from . import native
 from .clientip import client_ip
+from .registry_store import RegistryStore
 
 if TYPE_CHECKING:
     from .app import AppState
@@ -88,7 +89,7 @@ def ua_digest(request: Request) -> str:
 
 
 async def load_license(state: AppState, license_id: str) -> License:
-    """A stored license whose signature, status and window all check out."""
+    """A stored license whose signature, status, window and key check out."""
     record = await state.storage.get_license(license_id)
     if record is None:
         raise LicenseError()
@@ -99,6 +100,7 @@ async def load_license(state: AppState, license_id: str) -> License:
     lic = verify_license(record.token, state.licensor_keys, state.now_s())
     if lic.license_id != license_id:
         raise LicenseError()
+    await RegistryStore(state.storage).require_trusted_key(lic.key_id)
     return lic
 
 
@@ -113,6 +115,7 @@ async def refuse(
                    license_id, detail["ip"])
     await state.storage.log_event(state.now_ms(), kind, exc.code, license_id,
                                   detail)
+    await state.guard.note_refusal(request, exc, license_id)
 
 
 # -- embed tokens -------------------------------------------------------------
@@ -145,10 +148,13 @@ async def mint_token(request: Request) -> Response:
         license_id = await _credential_license(state, auth[len("Bearer "):])
         lic = await load_license(state, license_id)
         for product in products:
-            state.catalog.get(product)
+            await state.catalog.servable(product, RegistryStore(state.storage))
             lic.check_use(product, origin, None, state.now_s())
+        await state.guard.admit_token(lic, request_ip(state, request))
     except XinfengError as exc:
-        await refuse(state, request, "token_refused", exc, license_id)
+        await refuse(state, request, "token_refused", exc, license_id,
+                     {"requested_origin": origin[:256],
+                      "products": [p[:64] for p in products]})
         raise
     now = state.now_s()
     token = mint_embed_token(state.server_key, state.server_kid, license_id,
@@ -193,8 +199,9 @@ async def handshake(request: Request) -> Response:
         _check_environment(token, hs)
         ip = request_ip(state, request)
         for product in token.products:
-            state.catalog.get(product)
+            await state.catalog.servable(product, RegistryStore(state.storage))
             lic.check_use(product, token.origin, ip, state.now_s())
+        await state.guard.admit_session(lic, token, hs.env, ip, request)
     except XinfengError as exc:
         await refuse(state, request, "session_refused", exc, license_id)
         raise
@@ -245,8 +252,11 @@ async def data(request: Request) -> Response:
         license_id = session.license_id
         if product_id not in session.products:
             raise ProductDenied()
-        product = state.catalog.get(product_id)
-        await load_license(state, license_id)
+        product = await state.catalog.servable(product_id,
+                                               RegistryStore(state.storage))
+        lic = await load_license(state, license_id)
+        await state.guard.admit_data(request, lic, session,
+                                     request_ip(state, request))
     except XinfengError as exc:
         await refuse(state, request, "data_refused", exc, license_id,
                      {"product": product_id[:64]})

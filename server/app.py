@@ -11,14 +11,16 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount
 
+from xinfeng.license.jwt_sm2 import KeyLookup
 from xinfeng.sdk.errors import LicenseError, XinfengError
-from xinfeng.sdk.sm2 import SM2PrivateKey, SM2PublicKey
 
-from . import api
+from . import admin, api, audit_api
+from .abuse import Guard
 from .config import Config
-from .keys import KeyDir, key_id
+from .keys import KeyDir, LicensorKeyring, key_id
+from .native_sm2 import SM2Signer, load_server_signer
 from .products import Catalog, default_catalog
 from .storage import Storage
 
@@ -32,8 +34,8 @@ class AppState:
         self,
         config: Config,
         storage: Storage,
-        server_key: SM2PrivateKey,
-        licensor_keys: dict[str, SM2PublicKey],
+        server_key: SM2Signer,
+        licensor_keys: KeyLookup,
         catalog: Catalog,
     ) -> None:
         self.config = config
@@ -43,8 +45,10 @@ class AppState:
         self.server_kid = key_id(server_key.public_key())
         self.licensor_keys = licensor_keys
         self.catalog = catalog
+        self.guard = Guard(config, storage)
         self.pyodide_dir: Path | None = None
         self.bundle: Any = None
+        self.snapshot: Any = None
 
     def now_ms(self) -> int:
         return self.config.clock_ms()
@@ -85,9 +89,10 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 def build_state(config: Config, catalog: Catalog | None = None) -> AppState:
     """Load keys and the catalogue; the database opens with the app."""
     server_key, _ = KeyDir(config.keys_dir).ensure()
-    licensor_keys = KeyDir(config.keys_dir).licensor_public_keys()
+    signer = load_server_signer(server_key)
+    licensor_keys = LicensorKeyring(KeyDir(config.keys_dir))
     catalog = catalog or default_catalog(config.cache_dir)
-    return AppState(config, Storage(config.db_path), server_key, licensor_keys,
+    return AppState(config, Storage(config.db_path), signer, licensor_keys,
                     catalog)
 
 
@@ -98,6 +103,9 @@ def _browser_routes(state: AppState) -> list[BaseRoute]:
     state.bundle = assets.build_component_bundle(
         state.config.data_dir / "bundles", state.server_public_key
     )
+    state.snapshot = assets.ensure_snapshot(
+        state.config.cache_dir, assets.pyodide_build(state.pyodide_dir), state.bundle
+    )
     return list(embed.routes(state))
 
 
@@ -106,6 +114,8 @@ def create_app(config: Config, catalog: Catalog | None = None) -> Starlette:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     state = build_state(config, catalog)
     routes = list(api.routes(state))
+    routes.append(Mount("/admin/v1", routes=admin.routes(state)))
+    routes += audit_api.routes(state)
     if config.serve_browser_assets:
         routes += _browser_routes(state)
 
@@ -113,8 +123,10 @@ def create_app(config: Config, catalog: Catalog | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await state.storage.open()
         try:
-            yield
+            async with audit_api.publishing(state):
+                yield
         finally:
+            await state.guard.close()
             await state.storage.close()
 
     app = Starlette(

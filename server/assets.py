@@ -6,16 +6,27 @@ component bundle is a zip of the pure-Python code the Worker runs
 (``xinfeng.sdk``, ``xinfeng.component`` and msgpack's pure-Python fallback),
 unpacked by Pyodide into its site-packages. The bundle is deterministic, so
 its SHA-256 and SM3 digests identify one build of the component.
+
+A memory snapshot of Pyodide with the component's code already imported
+lets a browser restore a ready interpreter instead of booting one. It is
+built once per Pyodide build and component code (its name is the digest of
+both), with Node.js and the pinned Pyodide's private snapshot API, from the
+code alone: the generated module that pins the server key is not in it.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.util
 import io
 import json
+import logging
+import os
 import shutil
+import struct
 import subprocess
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +43,16 @@ PYODIDE_CORE_FILES = (
 )
 MSGPACK_PURE_FILES = ("__init__.py", "exceptions.py", "ext.py", "fallback.py")
 BUNDLE_PREFIX = "xinfeng-component-"
+BUILD_MODULE = "xinfeng/component/_build.py"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+SNAPSHOT_MAKER = Path(__file__).resolve().with_name("snapshot.mjs")
+# Bumped when what goes into a snapshot changes other than through the code.
+SNAPSHOT_FORMAT = "xinfeng snapshot 1"
+SNAPSHOT_TIMEOUT_S = 300
+SNAPSHOTS_KEPT = 8
+
+logger = logging.getLogger(__name__)
 
 
 class AssetError(RuntimeError):
@@ -41,11 +61,17 @@ class AssetError(RuntimeError):
 
 @dataclass(frozen=True)
 class ComponentBundle:
-    """One built component bundle and the digests that name it."""
+    """One built component bundle and the digests that name it.
+
+    ``code_path`` is the same bundle without the module that pins the server
+    key; its digest ``code_sha256_hex`` names the code a snapshot is made of.
+    """
 
     path: Path
     sha256_hex: str
     sm3_hex: str
+    code_path: Path
+    code_sha256_hex: str
 
     @property
     def name(self) -> str:
@@ -136,7 +162,7 @@ def bundle_members(server_public_key: bytes) -> dict[str, bytes]:
     msgpack_dir = _package_dir("msgpack")
     for name in MSGPACK_PURE_FILES:
         members[f"msgpack/{name}"] = (msgpack_dir / name).read_bytes()
-    members["xinfeng/component/_build.py"] = _build_module(server_public_key)
+    members[BUILD_MODULE] = _build_module(server_public_key)
     return members
 
 
@@ -152,19 +178,143 @@ def _zip_bytes(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def _write_once(path: Path, data: bytes) -> None:
+    if not path.exists() or path.read_bytes() != data:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+
 def build_component_bundle(out_dir: Path, server_public_key: bytes) -> ComponentBundle:
     """Build the component zip into ``out_dir``; the same inputs give the same file.
 
     The file name carries the start of the SHA-256 digest, so browsers and
     caches can keep it forever. Raises AssetError for a malformed key.
     """
-    data = _zip_bytes(bundle_members(server_public_key))
+    members = bundle_members(server_public_key)
+    data = _zip_bytes(members)
+    code = _zip_bytes({k: v for k, v in members.items() if k != BUILD_MODULE})
     sha256_hex = hashlib.sha256(data).hexdigest()
-    sm3_hex = sm3_hash(data).hex()
+    code_sha256_hex = hashlib.sha256(code).hexdigest()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{BUNDLE_PREFIX}{sha256_hex[:16]}.zip"
-    if not path.exists() or path.read_bytes() != data:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return ComponentBundle(path, sha256_hex, sm3_hex)
+    code_path = out_dir / f"xinfeng-code-{code_sha256_hex[:16]}.zip"
+    _write_once(path, data)
+    _write_once(code_path, code)
+    sm3_hex = sm3_hash(data).hex()
+    return ComponentBundle(path, sha256_hex, sm3_hex, code_path, code_sha256_hex)
+
+
+# -- the pinned Pyodide build and memory snapshots ------------------------------
+
+
+@dataclass(frozen=True)
+class PyodideBuild:
+    """The pinned Pyodide core files and the digest of all of them."""
+
+    directory: Path
+    sha256_hex: str
+
+    @property
+    def tag(self) -> str:
+        """A short name for this build, used in its files' addresses."""
+        return self.sha256_hex[:16]
+
+
+def pyodide_build(directory: Path) -> PyodideBuild:
+    """Name the Pyodide core files in ``directory`` by their contents."""
+    digest = hashlib.sha256()
+    for name in PYODIDE_CORE_FILES:
+        data = (directory / name).read_bytes()
+        digest.update(name.encode() + b"\x00" + struct.pack(">Q", len(data)) + data)
+    return PyodideBuild(directory, digest.hexdigest())
+
+
+@dataclass(frozen=True)
+class RuntimeSnapshot:
+    """A Pyodide memory snapshot, plain and gzipped, and its digest."""
+
+    path: Path
+    sha256_hex: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def gzip_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".gz")
+
+
+def snapshot_key(pyodide: PyodideBuild, bundle: ComponentBundle) -> str:
+    """The digest that names the snapshot of this Pyodide build and code."""
+    text = f"{SNAPSHOT_FORMAT}\n{pyodide.sha256_hex}\n{bundle.code_sha256_hex}\n"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def ensure_snapshot(
+    cache_dir: Path, pyodide: PyodideBuild, bundle: ComponentBundle
+) -> RuntimeSnapshot | None:
+    """The memory snapshot for this Pyodide build and component code.
+
+    Built on first use (a few seconds) and kept under ``cache_dir``. Returns
+    None, and logs why, when Node.js is missing or the build fails: the
+    component then boots Pyodide without a snapshot.
+    """
+    directory = cache_dir / "snapshots"
+    path = directory / f"runtime-{snapshot_key(pyodide, bundle)[:32]}.snapshot"
+    digest_path = path.with_name(path.name + ".sha256")
+    if not digest_path.is_file():
+        try:
+            _make_snapshot(pyodide, bundle.code_path, path)
+        except AssetError as exc:
+            logger.warning("no memory snapshot, components boot without: %s", exc)
+            return None
+        _prune_snapshots(directory)
+    return RuntimeSnapshot(path, digest_path.read_text("ascii").strip())
+
+
+def _make_snapshot(pyodide: PyodideBuild, code_path: Path, path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        raise AssetError("Node.js is needed to build memory snapshots")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        raw = Path(tmp) / "snapshot"
+        cmd = [node, str(SNAPSHOT_MAKER), str(pyodide.directory), str(code_path)]
+        cmd.append(str(raw))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        try:
+            done = subprocess.run(
+                cmd, env=env, capture_output=True, timeout=SNAPSHOT_TIMEOUT_S
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise AssetError(f"snapshot build did not finish: {exc}") from exc
+        if done.returncode != 0:
+            raise AssetError(f"snapshot build failed: {done.stderr.decode()[-500:]}")
+        _publish_snapshot(raw, path)
+
+
+def _publish_snapshot(raw: Path, path: Path) -> None:
+    """Move a fresh snapshot into place with its gzipped copy and digest."""
+    data = raw.read_bytes()
+    packed = raw.with_name("snapshot.gz")
+    packed.write_bytes(gzip.compress(data, compresslevel=6, mtime=0))
+    digest = raw.with_name("snapshot.sha256")
+    digest.write_text(hashlib.sha256(data).hexdigest() + "\n", "ascii")
+    raw.replace(path)
+    packed.replace(path.with_name(path.name + ".gz"))
+    digest.replace(path.with_name(path.name + ".sha256"))
+
+
+def _prune_snapshots(directory: Path) -> None:
+    """Keep the most recently built snapshots only."""
+    digests = sorted(
+        directory.glob("runtime-*.snapshot.sha256"),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in digests[SNAPSHOTS_KEPT:]:
+        stem = old.name.removesuffix(".sha256")
+        for name in (old.name, stem, stem + ".gz"):
+            (directory / name).unlink(missing_ok=True)

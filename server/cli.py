@@ -10,9 +10,8 @@ import argparse
 import asyncio
 import json
 import logging
-import secrets
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from xinfeng.sdk.errors import XinfengError
 
 from .config import Config, wall_clock_ms
 from .keys import KeyDir, key_id
-from .storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -84,33 +82,18 @@ def _window(args: argparse.Namespace) -> tuple[int, int]:
     return not_before, not_after
 
 
-async def issue_license(data_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
-    """Sign and store a license; returns its id, token and credential."""
-    from xinfeng.license.credentials import new_credential
-    from xinfeng.license.model import License, format_time
-    from xinfeng.license.model import issue_license as sign
+async def issue_license(data_dir: Path, fields: dict[str, Any],
+                        actor: str = "cli") -> dict[str, Any]:
+    """Sign and store a license; returns its id, token and credential.
 
-    _, licensor = KeyDir(data_dir / "keys").ensure()
-    kid = key_id(licensor.public_key())
-    license_id = "lic-" + secrets.token_hex(6)
-    try:
-        lic = License(license_id=license_id, key_id=kid, **fields)
-    except ValueError as exc:
-        raise UsageError(f"license not issued: {exc}") from None
-    token = sign(lic, licensor, kid)
-    credential, verifier = new_credential(license_id)
-    storage = Storage(data_dir / "xinfeng.db")
-    await storage.open()
-    try:
-        await storage.put_license(license_id, token, verifier, wall_clock_ms())
-        await storage.log_event(wall_clock_ms(), "license_issued", "ok",
-                                license_id, {"project": lic.project,
-                                             "products": list(lic.products)})
-    finally:
-        await storage.close()
-    return {"license_id": license_id, "credential": credential, "token": token,
-            "not_before": format_time(lic.not_before),
-            "not_after": format_time(lic.not_after)}
+    Refused unless every product is registered and approved.
+    """
+    from .licensing import Licensor
+    from .registry import opened_storage
+
+    async with opened_storage(data_dir / "xinfeng.db") as storage:
+        licensor = Licensor(storage, KeyDir(data_dir / "keys"))
+        return await licensor.issue(fields, actor, wall_clock_ms())
 
 
 def cmd_license_issue(args: argparse.Namespace) -> int:
@@ -130,48 +113,6 @@ def cmd_license_issue(args: argparse.Namespace) -> int:
           f"credential (give to the integrator's backend; shown once):\n"
           f"  {result['credential']}")
     return 0
-
-
-async def _license_rows(data_dir: Path) -> list[dict[str, Any]]:
-    storage = Storage(data_dir / "xinfeng.db")
-    await storage.open()
-    try:
-        records = await storage.list_licenses()
-    finally:
-        await storage.close()
-    return [{"license_id": r.license_id, "status": r.status} for r in records]
-
-
-def cmd_license_list(args: argparse.Namespace) -> int:
-    rows = asyncio.run(_license_rows(args.data_dir))
-    text = "\n".join(f"{r['license_id']}  {r['status']}" for r in rows)
-    _emit(args, {"licenses": rows}, text or "no licenses")
-    return 0
-
-
-async def _set_status(data_dir: Path, license_id: str, status: str,
-                      reason: str) -> bool:
-    storage = Storage(data_dir / "xinfeng.db")
-    await storage.open()
-    try:
-        changed = await storage.set_license_status(license_id, status, reason)
-        if changed:
-            await storage.log_event(wall_clock_ms(), f"license_{status}", "ok",
-                                    license_id, {"reason": reason})
-        return changed
-    finally:
-        await storage.close()
-
-
-def _status_command(status: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        if not asyncio.run(_set_status(args.data_dir, args.license_id, status,
-                                       args.reason)):
-            raise UsageError(f"{args.license_id}: no such license, or revoked")
-        _emit(args, {"license_id": args.license_id, "status": status},
-              f"{args.license_id} is now {status}")
-        return 0
-    return run
 
 
 # -- servers --------------------------------------------------------------------
@@ -197,12 +138,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     from .assets import ensure_pyodide
+    from .catalog import prepare
     from .datasets import ensure_meteva
 
     wheel = ensure_meteva(args.cache_dir)
+    products = sorted(prepare(args.cache_dir))
     pyodide = ensure_pyodide(args.cache_dir)
-    _emit(args, {"meteva": str(wheel), "pyodide": str(pyodide)},
-          f"data:    {wheel}\npyodide: {pyodide}")
+    _emit(args, {"meteva": str(wheel), "pyodide": str(pyodide),
+                 "products": products},
+          f"data:    {wheel}\nproducts: {len(products)} derived\npyodide: {pyodide}")
     return 0
 
 
@@ -246,16 +190,19 @@ def _license_parsers(sub: Any) -> None:
     issue.add_argument("--rate-per-day", type=int, default=20000)
     issue.add_argument("--max-sessions", type=int, default=20)
     issue.set_defaults(func=cmd_license_issue)
-    listing = lsub.add_parser("list", help="list licenses and their status")
-    _common(listing)
-    listing.set_defaults(func=cmd_license_list)
-    for status, verb in (("suspended", "suspend"), ("active", "resume"),
-                         ("revoked", "revoke")):
-        p = lsub.add_parser(verb, help=f"{verb} a license")
-        _common(p)
-        p.add_argument("license_id")
-        p.add_argument("--reason", required=True)
-        p.set_defaults(func=_status_command(status))
+    from .cli_licensor import add_license_commands
+
+    add_license_commands(lsub)
+
+
+def _licensor_parsers(sub: Any, ksub: Any) -> None:
+    from .cli_licensor import add_admin_commands, add_key_commands
+    from .cli_products import add_product_commands
+
+    add_key_commands(ksub)
+    _license_parsers(sub)
+    add_product_commands(sub)
+    add_admin_commands(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     new = ksub.add_parser("new", help="create the keys that do not exist yet")
     _common(new)
     new.set_defaults(func=cmd_keys_new)
-    _license_parsers(sub)
+    _licensor_parsers(sub, ksub)
     setup = sub.add_parser("setup", help="fetch Pyodide and the demo data")
     _common(setup)
     setup.set_defaults(func=cmd_setup)
@@ -289,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host-port", type=int, default=8001)
     demo.add_argument("--public-url", default=None, help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
+    from . import audit_cli, trace
+
+    audit_cli.register(sub)
+    trace.register(sub, _common)
     return parser
 
 

@@ -1,9 +1,15 @@
 """Real public data behind the demo products, fetched and checked at set-up.
 
-The China Meteorological Administration station catalogues ship inside the
-``meteva`` wheel on PyPI. The wheel is downloaded once with pip, its SHA-256
-is checked against the pinned value, and the files are read straight from
-the zip: nothing is unpacked and no number is invented.
+Two wheels on PyPI carry the sources: ``meteva`` (China Meteorological
+Administration station catalogues, a DEM, map layers, a 500 hPa
+climatology, colour scales) and ``vega_datasets`` (daily and hourly
+weather observed in Seattle, from NOAA). Each wheel is downloaded once with
+pip, its SHA-256 is checked against the value pinned here, and files are
+read straight from the zip: nothing is unpacked and no number is invented.
+
+What the products derive from these files is cached under the cache
+directory in files named after the pinned hashes (:func:`cached`), so a
+changed source can never be served from an old derivation.
 """
 
 from __future__ import annotations
@@ -13,8 +19,12 @@ import logging
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import msgpack
 
 from xinfeng.sdk.errors import XinfengError
 
@@ -23,11 +33,36 @@ logger = logging.getLogger(__name__)
 METEVA_VERSION = "1.9.6.2"
 METEVA_WHEEL = f"meteva-{METEVA_VERSION}-py3-none-any.whl"
 METEVA_SHA256 = "772bbe95cadb32b80d8eb5e380d3c61bc1711282f8ccbe11d7eeff35e0f38a93"
+VEGA_VERSION = "0.9.0"
+VEGA_WHEEL = f"vega_datasets-{VEGA_VERSION}-py3-none-any.whl"
+VEGA_SHA256 = "3d7c63917be6ca9b154b565f4779a31fedce57b01b5b9d99d8a34a7608062a1d"
 _STATIONS = "meteva/resources/stations/"
 COUNTY_FILE = _STATIONS + "station_id_pro_county.txt"
 LONLAT_FILE = _STATIONS + "station_1w_plus_1w.txt"
 ALTITUDE_FILE = _STATIONS + "station_global_alt_11621.txt"
 GUANGDONG = "广东"
+# Bumped when a derivation changes, so cached results of the old one are unused.
+DERIVED_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class WheelSource:
+    """One pinned wheel on PyPI that carries data files."""
+
+    name: str
+    version: str
+    wheel: str
+    sha256: str
+    size: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+METEVA = WheelSource("meteva", METEVA_VERSION, METEVA_WHEEL, METEVA_SHA256, "46 MB")
+VEGA = WheelSource("vega_datasets", VEGA_VERSION, VEGA_WHEEL, VEGA_SHA256, "0.2 MB")
+SOURCES = (METEVA, VEGA)
 
 
 class DatasetError(XinfengError):
@@ -56,24 +91,78 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def ensure_meteva(cache_dir: Path) -> Path:
-    """Return the path of the pinned meteva wheel, downloading it if needed.
+def ensure_wheel(source: WheelSource, cache_dir: Path) -> Path:
+    """Return the path of the pinned wheel, downloading it with pip if needed.
 
-    Raises DatasetError when pip fails or the file's hash does not match.
+    Raises DatasetError when pip fails or the file's hash does not match;
+    a mismatching file is renamed ``*.rejected``.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    wheel = cache_dir / METEVA_WHEEL
+    wheel = cache_dir / source.wheel
     if not wheel.exists():
-        print(f"fetching meteva {METEVA_VERSION} from PyPI (46 MB) ...", flush=True)
+        print(f"fetching {source.requirement} from PyPI ({source.size}) ...",
+              flush=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-               "-d", str(cache_dir), f"meteva=={METEVA_VERSION}"]
+               "-d", str(cache_dir), source.requirement]
         if subprocess.run(cmd, check=False).returncode != 0 or not wheel.exists():
-            raise DatasetError("could not download the meteva wheel with pip")
+            raise DatasetError(f"could not download the {source.name} wheel with pip")
     actual = _sha256(wheel)
-    if actual != METEVA_SHA256:
+    if actual != source.sha256:
         wheel.rename(wheel.with_suffix(".rejected"))
-        raise DatasetError(f"meteva wheel hash mismatch: {actual}")
+        raise DatasetError(f"{source.name} wheel hash mismatch: {actual}")
     return wheel
+
+
+def ensure_meteva(cache_dir: Path) -> Path:
+    """The pinned meteva wheel (see :func:`ensure_wheel`)."""
+    return ensure_wheel(METEVA, cache_dir)
+
+
+def ensure_vega(cache_dir: Path) -> Path:
+    """The pinned vega_datasets wheel (see :func:`ensure_wheel`)."""
+    return ensure_wheel(VEGA, cache_dir)
+
+
+@dataclass(frozen=True)
+class Wheels:
+    """The checked source wheels, by what they hold."""
+
+    meteva: Path
+    vega: Path
+
+    def read(self, wheel: Path, member: str) -> bytes:
+        """One file of a wheel, read from the zip."""
+        with zipfile.ZipFile(wheel) as zf:
+            return zf.read(member)
+
+
+def ensure_all(cache_dir: Path) -> Wheels:
+    """Every pinned source, fetched and checked."""
+    return Wheels(ensure_meteva(cache_dir), ensure_vega(cache_dir))
+
+
+def cached(cache_dir: Path, key: str, derive: Callable[[], Any]) -> Any:
+    """``derive()``, kept on disk under ``key`` and the pinned source hashes.
+
+    The file name carries the hashes of every pinned source and the
+    derivation format, so a new source or derivation never reads an old
+    result. A cache file that does not decode is derived again.
+    """
+    tag = hashlib.sha256(
+        "|".join([str(DERIVED_FORMAT), key] + [s.sha256 for s in SOURCES]).encode()
+    ).hexdigest()[:16]
+    path = cache_dir / "derived" / f"{key}-{tag}.msgpack"
+    if path.exists():
+        try:
+            return msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
+        except (ValueError, msgpack.UnpackException):
+            logger.warning("derived cache %s unreadable; deriving again", path.name)
+    value = derive()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(msgpack.packb(value, use_bin_type=True))
+    partial.replace(path)
+    return value
 
 
 def _micaps_rows(text: str) -> dict[str, list[str]]:

@@ -1,7 +1,8 @@
 """``xinfeng demo``: the provider and a sample host app, ready to open.
 
-Sets up what is missing (keys, data, Pyodide, a demo license for the host
-app's origin), then serves both applications on 127.0.0.1 until stopped.
+Sets up what is missing (keys, data, Pyodide, the demo products registered
+and approved by two demo reviewers, a demo license for the host app's
+origin), then serves both applications on 127.0.0.1 until stopped.
 """
 
 from __future__ import annotations
@@ -17,12 +18,25 @@ from typing import Any
 import uvicorn
 
 from .app import create_app
+from .catalog import PRODUCT_IDS
 from .cli import issue_license
 from .config import Config
+from .registry import CatalogReview, approve_catalog_at
 
 logger = logging.getLogger(__name__)
 
-DEMO_PRODUCTS = ["gd-stations"]
+# The thirteen products of the catalogue, in dashboard order, all under the
+# one demo license.
+DEMO_PRODUCTS = list(PRODUCT_IDS)
+DEMO_REVIEW = CatalogReview(
+    owner="Guangdong Provincial Meteorological Service (demo)",
+    category="meteorological data",
+    region="440000",
+    category_code="01",
+    submitter="demo-provider",
+    reviewers=("demo-reviewer-1", "demo-reviewer-2"),
+    reason="approved for the demonstration",
+)
 
 
 def _demo_license(data_dir: Path, host_origin: str) -> dict[str, Any]:
@@ -30,7 +44,8 @@ def _demo_license(data_dir: Path, host_origin: str) -> dict[str, Any]:
     path = data_dir / "demo-license.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved.get("origin") == host_origin:
+        if (saved.get("origin") == host_origin
+                and saved.get("products", ["gd-stations"]) == DEMO_PRODUCTS):
             return saved
     result = asyncio.run(issue_license(data_dir, {
         "licensee": "Provincial Emergency Command Center (demo)",
@@ -40,10 +55,12 @@ def _demo_license(data_dir: Path, host_origin: str) -> dict[str, Any]:
         "products": tuple(DEMO_PRODUCTS), "origins": (host_origin,),
         "networks": ("127.0.0.0/8", "::1/128"),
         "not_before": _now_s() - 60, "not_after": _now_s() + 365 * 86400,
-        "rate_per_minute": 120, "rate_per_day": 20000, "max_sessions": 50,
+        # One dashboard view opens 13 sessions (a handshake and a data
+        # request each): the limits leave room for a few views a minute.
+        "rate_per_minute": 600, "rate_per_day": 50000, "max_sessions": 200,
     }))
     saved = {"origin": host_origin, "license_id": result["license_id"],
-             "credential": result["credential"]}
+             "credential": result["credential"], "products": DEMO_PRODUCTS}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(saved, fh)
@@ -76,6 +93,8 @@ def run_demo(args: argparse.Namespace) -> int:
     config = Config(data_dir=args.data_dir, cache_dir=args.cache_dir,
                     public_url=provider_url)
     provider = create_app(config)
+    asyncio.run(approve_catalog_at(args.data_dir, provider.state.xinfeng.catalog,
+                                   DEMO_REVIEW))
     demo = _demo_license(args.data_dir, host_origin)
     host = create_host_app(provider_url, demo["credential"], demo["license_id"],
                            DEMO_PRODUCTS, host_origin)

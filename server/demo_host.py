@@ -28,7 +28,21 @@ logger = logging.getLogger(__name__)
 
 HOST_STATIC = Path(__file__).resolve().parent / "static" / "host"
 _STATIC_TYPES = {"host.js": "text/javascript", "host.css": "text/css"}
-_PRODUCT_TITLES = {"gd-stations": "广东省气象观测站 · Guangdong weather stations"}
+_PRODUCT_TITLES = {
+    "gd-stations": "广东省气象观测站 · Guangdong weather stations",
+    "gd-station-card": "测站详情 · Station card",
+    "gd-terrain": "广东地形 · Terrain of Guangdong",
+    "gd-rivers": "珠江水系 · Rivers and lakes",
+    "gd-station-density": "站点密度 · Station density",
+    "cn-z500-climate": "500 hPa 气候态 · 500 hPa height climatology",
+    "cma-colour-scales": "气象色标 · CMA colour scales",
+    "seattle-temperature": "逐日气温 · Daily temperature (Seattle)",
+    "seattle-precipitation": "逐日降水 · Daily precipitation (Seattle)",
+    "seattle-wind": "逐日风速 · Daily wind (Seattle)",
+    "seattle-monthly": "月气候概况 · Monthly climate summary (Seattle)",
+    "seattle-extremes": "极值 · Record days (Seattle)",
+    "seattle-diurnal": "气温日变化 · Temperature by hour (Seattle)",
+}
 
 SLOT = """<section class="panel">
 <h2>{title}<span class="status"></span></h2>

@@ -3,8 +3,16 @@
 The container page is the one document the provider lets other sites frame:
 its ``frame-ancestors`` lists the license's origins, so the browser itself
 refuses every other embedder. Everything else here is static: the loader
-script for host pages, the container's script and style, the pinned Pyodide
-and the content-addressed component bundle. None of it carries product data.
+script for host pages, the container's script and style, the pinned Pyodide,
+the content-addressed component bundle and the runtime's memory snapshot.
+None of it carries product data.
+
+What a browser keeps: the container page never (it names everything else
+by digest); files whose address carries the digest of their content (the
+bundle, the snapshot, and the Pyodide and component files under their
+build tag) for a year, immutable, which also lets Chrome keep the compiled
+WebAssembly; the loader and the untagged addresses revalidate with their
+ETag.
 """
 
 from __future__ import annotations
@@ -24,7 +32,13 @@ from starlette.routing import BaseRoute, Route
 from xinfeng.license.origins import normalize_origin_pattern
 from xinfeng.sdk.errors import OriginDenied
 
-from .assets import PYODIDE_CORE_FILES, ComponentBundle
+from .assets import (
+    PYODIDE_CORE_FILES,
+    ComponentBundle,
+    PyodideBuild,
+    RuntimeSnapshot,
+    pyodide_build,
+)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 COMPONENT_STATIC = _PACKAGE_DIR.parent / "component" / "static"
@@ -59,23 +73,24 @@ PYODIDE_HEADERS = {
     "Cache-Control": "public, max-age=604800",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
-BUNDLE_HEADERS = {
+IMMUTABLE_HEADERS = {
     "Cache-Control": "public, max-age=31536000, immutable",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+BUNDLE_HEADERS = IMMUTABLE_HEADERS
 CONTAINER_CSP = (
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
     "worker-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'"
 )
-# Dedicated workers take their policy from their own script's response.
-WORKER_HEADERS = {
-    **STATIC_HEADERS,
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
-        "connect-src 'self'; base-uri 'none'"
-    ),
-}
+# Workers (shared or dedicated) take their policy from their own script's
+# response.
+WORKER_CSP = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
+    "connect-src 'self'; base-uri 'none'"
+)
+WORKER_HEADERS = {**STATIC_HEADERS, "Content-Security-Policy": WORKER_CSP}
+SNAPSHOT_MEDIA_TYPE = "application/octet-stream"
 
 
 class EmbedState(Protocol):
@@ -84,6 +99,9 @@ class EmbedState(Protocol):
     pyodide_dir: Path
     bundle: ComponentBundle
     server_public_key: bytes
+
+    # Optional: ``snapshot`` (a RuntimeSnapshot or None) when the provider
+    # built one, read with getattr.
 
     async def license_origins(self, license_id: str) -> list[str] | None: ...
 
@@ -99,6 +117,12 @@ class StaticFile:
 
 def _etag(path: Path) -> str:
     return f'"{hashlib.sha256(path.read_bytes()).hexdigest()[:32]}"'
+
+
+def _files_tag(files: Mapping[str, StaticFile]) -> str:
+    """A short name for one version of a set of files."""
+    text = "".join(f"{name}={files[name].etag}\n" for name in sorted(files))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _static_files(directory: Path, names: Iterable[str]) -> dict[str, StaticFile]:
@@ -168,6 +192,61 @@ def render_container(template: str, values: Mapping[str, str]) -> str:
     return template
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """What a container needs to join or start the component runtime."""
+
+    bundle: ComponentBundle
+    pyodide: PyodideBuild
+    static_tag: str
+    snapshot: RuntimeSnapshot | None
+
+    @property
+    def name(self) -> str:
+        """The SharedWorker's name: one runtime per build of everything."""
+        parts = [self.pyodide.tag, self.bundle.sha256_hex, self.static_tag]
+        parts.append(self.snapshot.sha256_hex if self.snapshot else "-")
+        digest = hashlib.sha256(" ".join(parts).encode()).hexdigest()
+        return f"xinfeng-{digest[:24]}"
+
+    def values(self) -> dict[str, str]:
+        """The container page's slots that name the runtime's files."""
+        static = f"/static/component/{self.static_tag}/"
+        snapshot = self.snapshot
+        return {
+            "bundle_url": f"/component/{self.bundle.name}",
+            "bundle_sha256": self.bundle.sha256_hex,
+            "build": self.bundle.sm3_hex,
+            "pyodide_url": f"/pyodide/{self.pyodide.tag}/",
+            "snapshot_url": f"/runtime/{snapshot.name}" if snapshot else "",
+            "snapshot_sha256": snapshot.sha256_hex if snapshot else "",
+            "static_url": static,
+            "worker_url": static + "worker.js",
+            "runtime": self.name,
+        }
+
+
+def _accepts_gzip(request: Request) -> bool:
+    value = request.headers.get("accept-encoding", "")
+    return any(part.split(";")[0].strip() == "gzip" for part in value.split(","))
+
+
+def _serve_snapshot(request: Request, snapshot: RuntimeSnapshot) -> Response:
+    etag = f'"{snapshot.sha256_hex[:32]}"'
+    headers = {
+        **BASE_HEADERS,
+        **IMMUTABLE_HEADERS,
+        "ETag": etag,
+        "Vary": "Accept-Encoding",
+    }
+    if etag in _if_none_match(request):
+        return Response(status_code=304, headers=headers)
+    path = snapshot.path
+    if _accepts_gzip(request) and snapshot.gzip_path.is_file():
+        path, headers["Content-Encoding"] = snapshot.gzip_path, "gzip"
+    return FileResponse(path, media_type=SNAPSHOT_MEDIA_TYPE, headers=headers)
+
+
 def routes(state: Any) -> list[BaseRoute]:
     """The browser-facing routes of the provider, for ``state``."""
     embed_state: EmbedState = state
@@ -175,6 +254,12 @@ def routes(state: Any) -> list[BaseRoute]:
     pyodide = _static_files(embed_state.pyodide_dir, PYODIDE_CORE_FILES)
     loader = _static_files(LOADER_JS.parent, [LOADER_JS.name])
     template = (COMPONENT_STATIC / "container.html").read_text("utf-8")
+    runtime = Runtime(
+        embed_state.bundle,
+        pyodide_build(embed_state.pyodide_dir),
+        _files_tag(component),
+        getattr(state, "snapshot", None),
+    )
 
     async def loader_js(request: Request) -> Response:
         return _serve(request, loader, LOADER_JS.name, LOADER_HEADERS)
@@ -187,7 +272,8 @@ def routes(state: Any) -> list[BaseRoute]:
         origins = await embed_state.license_origins(license_id)
         if origins is None:
             return _not_found()
-        page = render_container(template, _container_values(embed_state, request))
+        values = {"license": license_id, "product": product, **runtime.values()}
+        page = render_container(template, values)
         headers = {
             **BASE_HEADERS,
             "Content-Security-Policy": container_csp(origins),
@@ -200,8 +286,21 @@ def routes(state: Any) -> list[BaseRoute]:
         extra = WORKER_HEADERS if name == "worker.js" else STATIC_HEADERS
         return _serve(request, component, name, extra)
 
+    async def component_tagged(request: Request) -> Response:
+        if request.path_params["tag"] != runtime.static_tag:
+            return _not_found()
+        name = request.path_params["file"]
+        extra = WORKER_HEADERS if name == "worker.js" else STATIC_HEADERS
+        return _serve(request, component, name, {**extra, **IMMUTABLE_HEADERS})
+
     async def pyodide_file(request: Request) -> Response:
         return _serve(request, pyodide, request.path_params["path"], PYODIDE_HEADERS)
+
+    async def pyodide_tagged(request: Request) -> Response:
+        if request.path_params["tag"] != runtime.pyodide.tag:
+            return _not_found()
+        name = request.path_params["file"]
+        return _serve(request, pyodide, name, IMMUTABLE_HEADERS)
 
     async def bundle_zip(request: Request) -> Response:
         bundle = embed_state.bundle
@@ -209,21 +308,19 @@ def routes(state: Any) -> list[BaseRoute]:
         name = request.path_params["name"] + ".zip"
         return _serve(request, {bundle.name: entry}, name, BUNDLE_HEADERS)
 
+    async def snapshot_file(request: Request) -> Response:
+        snapshot = runtime.snapshot
+        if snapshot is None or request.path_params["name"] != snapshot.name:
+            return _not_found()
+        return _serve_snapshot(request, snapshot)
+
     return [
         Route("/embed/loader.js", loader_js, methods=["GET"]),
         Route("/embed/{license_id}/{product}/", container, methods=["GET"]),
         Route("/static/component/{file}", component_static, methods=["GET"]),
+        Route("/static/component/{tag}/{file}", component_tagged, methods=["GET"]),
+        Route("/pyodide/{tag}/{file}", pyodide_tagged, methods=["GET"]),
         Route("/pyodide/{path:path}", pyodide_file, methods=["GET"]),
         Route("/component/{name}.zip", bundle_zip, methods=["GET"]),
+        Route("/runtime/{name}", snapshot_file, methods=["GET"]),
     ]
-
-
-def _container_values(state: EmbedState, request: Request) -> dict[str, str]:
-    bundle = state.bundle
-    return {
-        "license": request.path_params["license_id"],
-        "product": request.path_params["product"],
-        "bundle_url": f"/component/{bundle.name}",
-        "bundle_sha256": bundle.sha256_hex,
-        "build": bundle.sm3_hex,
-    }

@@ -9,44 +9,38 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from xinfeng.sdk.errors import ProductDenied
-
-from . import datasets
 
 Payload = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Product:
-    """A data product: its id, display name, grade and payload builder."""
+    """A data product: its id, display name, grade and payload builder.
+
+    ``identifier`` is the data identity identifier the product is filed
+    under (``XF-…``), when the catalogue fixes one; empty lets the registry
+    allocate the next serial.
+    """
 
     product_id: str
     name: str
     grade: int
     source: str
     build: Callable[[Mapping[str, str]], Payload]
+    identifier: str = ""
 
 
-def _stations_payload(wheel: Path) -> Callable[[Mapping[str, str]], Payload]:
-    stations = datasets.read_stations(wheel)
-    rows = [[s.station_id, s.province, s.county, s.lon, s.lat, s.alt]
-            for s in stations]
+class ApprovalCheck(Protocol):
+    """Where the review state of products is kept (the product registry)."""
 
-    def build(query: Mapping[str, str]) -> Payload:
-        return {
-            "product": "gd-stations",
-            "columns": ["id", "province", "county", "lon", "lat", "alt"],
-            "rows": rows,
-            "source": f"CMA station catalogue, meteva {datasets.METEVA_VERSION}",
-        }
-
-    return build
+    async def require_approved(self, product_id: str) -> None: ...
 
 
 class Catalog:
-    """Products by id."""
+    """Products by id. What may be served is decided by the registry."""
 
     def __init__(self, products: list[Product]) -> None:
         self._products = {p.product_id: p for p in products}
@@ -58,14 +52,26 @@ class Catalog:
         except KeyError:
             raise ProductDenied() from None
 
+    async def servable(self, product_id: str, registry: ApprovalCheck) -> Product:
+        """The product when it exists and the registry has it approved.
+
+        Asked on every request, so a product retired or taken back into
+        review is refused from the next request on.
+
+        Raises:
+            ProductDenied: unknown here, or not approved in the registry.
+        """
+        product = self.get(product_id)
+        await registry.require_approved(product_id)
+        return product
+
     def ids(self) -> list[str]:
         return sorted(self._products)
 
 
 def default_catalog(cache_dir: Path) -> Catalog:
-    """The demo catalogue built from the data fetched at set-up."""
-    wheel = datasets.ensure_meteva(cache_dir)
-    return Catalog([
-        Product("gd-stations", "Guangdong weather-station network", 1,
-                "meteva", _stations_payload(wheel)),
-    ])
+    """The thirteen demo products (:mod:`xinfeng.server.catalog`), from the
+    data fetched and derived at set-up."""
+    from .catalog import products
+
+    return Catalog(products(cache_dir))

@@ -1,4 +1,4 @@
-"""State on SQLite through aiosqlite: licenses, sessions, counters, events.
+"""State on SQLite through aiosqlite: licenses, sessions, counters, audit log.
 
 One connection in WAL mode; every read-modify-write is a single statement
 (``UPDATE ... RETURNING``) so that concurrent requests lose no update.
@@ -20,6 +20,11 @@ from typing import Any
 import aiosqlite
 
 from xinfeng.sdk.errors import StorageUnavailable
+
+from .audit import SCHEMA as AUDIT_SCHEMA
+from .audit import AuditLog
+from .limits_store import SCHEMA as LIMITS_SCHEMA
+from .registry_store import SCHEMA as REGISTRY_SCHEMA
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +50,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     created_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_by_license ON sessions(license_id);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    time_ms INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    license_id TEXT,
-    detail TEXT NOT NULL
-);
 """
 
 
@@ -93,6 +90,7 @@ class Storage:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        self.audit = AuditLog(lambda: self.db, self._license_token)
 
     async def open(self) -> None:
         """Open the database, creating the schema when it is new."""
@@ -103,6 +101,9 @@ class Storage:
             await self._db.execute("PRAGMA foreign_keys=ON")
             await self._db.execute("PRAGMA busy_timeout=5000")
             await self._db.executescript(SCHEMA)
+            await self._db.executescript(REGISTRY_SCHEMA)
+            await self._db.executescript(AUDIT_SCHEMA)
+            await self._db.executescript(LIMITS_SCHEMA)
 
     async def close(self) -> None:
         """Close the database."""
@@ -214,27 +215,15 @@ class Storage:
     async def log_event(
         self, now_ms: int, kind: str, outcome: str, license_id: str | None,
         detail: dict[str, Any],
-    ) -> None:
-        """Append a security event."""
-        await self._one(
-            "INSERT INTO events (time_ms, kind, outcome, license_id, detail)"
-            " VALUES (?, ?, ?, ?, ?) RETURNING seq",
-            (now_ms, kind, outcome, license_id,
-             json.dumps(detail, sort_keys=True, ensure_ascii=False)),
-        )
+    ) -> int:
+        """Append a security event to the audit log; returns its leaf index."""
+        return await self.audit.append_event(now_ms, kind, outcome, license_id,
+                                             detail)
 
     async def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """Stored events, oldest first, optionally of one kind."""
-        sql = "SELECT seq, time_ms, kind, outcome, license_id, detail FROM events"
-        args: tuple[Any, ...] = ()
-        if kind is not None:
-            sql += " WHERE kind = ?"
-            args = (kind,)
-        async with _guard("select"):
-            async with self.db.execute(sql + " ORDER BY seq", args) as cur:
-                rows = await cur.fetchall()
-        return [
-            {"seq": r[0], "time_ms": r[1], "kind": r[2], "outcome": r[3],
-             "license_id": r[4], "detail": json.loads(r[5])}
-            for r in rows
-        ]
+        """Logged events, oldest first, optionally of one kind."""
+        return await self.audit.events(kind)
+
+    async def _license_token(self, license_id: str) -> str | None:
+        record = await self.get_license(license_id)
+        return record.token if record else None

@@ -17,6 +17,7 @@ from xinfeng.server.app import create_app
 from xinfeng.server.cli import issue_license
 from xinfeng.server.config import Config
 from xinfeng.server.products import Catalog, Product
+from xinfeng.server.registry import CatalogReview, approve_catalog_at
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("XINFENG_CACHE_DIR", REPO / ".cache" / "xinfeng"))
@@ -45,6 +46,11 @@ TEST_CATALOG = Catalog([
     Product("test-product", "Test product", 1, "tests", marker_payload),
     Product("other-product", "Other product", 1, "tests", marker_payload),
 ])
+TEST_REVIEW = CatalogReview(
+    owner="Test Provider", category="test data", region="440000",
+    category_code="99", submitter="test-submitter",
+    reviewers=("test-reviewer-1", "test-reviewer-2"), reason="approved for tests",
+)
 
 
 @dataclass
@@ -82,6 +88,7 @@ def make_provider(tmp_path: Path, browser_assets: bool = False,
                     public_url="http://127.0.0.1:8000", clock_ms=clock,
                     serve_browser_assets=browser_assets)
     app = create_app(config, catalog=TEST_CATALOG)
+    asyncio.run(approve_catalog_at(config.data_dir, TEST_CATALOG, TEST_REVIEW))
     issued = asyncio.run(issue_license(config.data_dir,
                                        license_fields(clock, **overrides)))
     client = TestClient(app, base_url="http://127.0.0.1:8000")

@@ -38,26 +38,38 @@ def hmac_reference(key: bytes, msg: bytes) -> bytes:
     return hmac.new(key, msg, "sm3").digest()
 
 
+def reference_chunk_size(length: int) -> int:
+    # docs/protocol.md: 2 ** floor(b / 2) for the bit length b of L, at least 32.
+    bits = len(f"{length:b}") if length else 0
+    return max(32, 2 ** (bits // 2))
+
+
 def envelope_reference(key: bytes, counter: int, plaintext: bytes) -> bytes:
     okm = kdf_reference(key + b"xf1 response" + struct.pack(">Q", counter), 48)
     enc, mac = okm[:16], okm[16:]
-    header = (b"XF\x01\x01" + struct.pack(">Q", counter) + TRACE + IV
-              + struct.pack(">II", 4096, len(plaintext)))
+    size = reference_chunk_size(len(plaintext))
+    header = (b"XF\x01\x02" + struct.pack(">Q", counter) + TRACE + IV
+              + struct.pack(">II", size, len(plaintext)))
     cipher = Cipher(algorithms.SM4(enc), modes.CTR(IV)).encryptor()
     ct = cipher.update(plaintext) + cipher.finalize()
-    chunks = [ct[i:i + 4096] for i in range(0, len(ct), 4096)]
-    tags = [hmac_reference(mac, b"xf1 chunk" + header + struct.pack(">I", i) + c)
-            for i, c in enumerate(chunks)]
-    tag = hmac_reference(mac, b"xf1 final" + header
-                         + struct.pack(">I", len(chunks)) + b"".join(tags))
-    return header + ct + tag
+    chunks = [ct[i:i + size] for i in range(0, len(ct), size)]
+    prefix = b"xf1 envelope" + header
+    summed = 0
+    for i, c in enumerate(chunks):
+        tag = hmac_reference(mac, prefix + b"\x00" + struct.pack(">I", i) + c)
+        summed ^= int.from_bytes(tag, "big")
+    final = (prefix + b"\x01" + struct.pack(">I", len(chunks))
+             + summed.to_bytes(32, "big"))
+    return header + ct + hmac_reference(mac, final)
 
 
 def sealed(payload: object, counter: int = 7) -> bytes:
     return envelope.seal(KEY, counter, payload, trace_id=TRACE, iv=IV)
 
 
-@pytest.mark.parametrize("size", [0, 1, 15, 4095, 4096, 4097, 70_000])
+@pytest.mark.parametrize(
+    "size", [0, 1, 15, 26, 27, 28, 1024, 1500, 2045, 4095, 4096, 4097, 70_000]
+)
 def test_seal_matches_independent_implementation(size: int) -> None:
     payload = {"rows": bytes(i % 251 for i in range(size))}
     expected = envelope_reference(KEY, 7, wire.pack(payload))

@@ -1,18 +1,31 @@
-// The container page: hands a canvas to the component's Worker and forwards
-// events (never product data) to the host page.
+// The container page: hands a canvas to the page's component runtime and
+// forwards events (never product data) to the host page.
+//
+// Every container of a host page joins one SharedWorker on the provider's
+// origin (named after the build, so a new build never joins an old
+// runtime) and transfers its OffscreenCanvas through the port. Where the
+// browser has no SharedWorker, cannot start one here, or cannot transfer a
+// canvas to it, the container runs its own dedicated Worker instead.
 
 const meta = (name) =>
   document.querySelector(`meta[name="${name}"]`)?.getAttribute('content') ?? '';
 
 const EVENT_TYPES = new Set(['ready', 'error', 'size']);
 const SCROLL_KEYS = new Set(['ArrowDown', 'ArrowUp', 'PageDown', 'PageUp', 'Home', 'End']);
+// A SharedWorker that cannot start here fails with an error event; this only
+// bounds a runtime that neither answers nor fails.
+const HELLO_TIMEOUT_MS = 10000;
 
 // The token travels in the fragment, which browsers never send to a server;
 // it is removed from the address as soon as it has been read.
 function takeFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
   history.replaceState(null, '', location.pathname + location.search);
-  return { token: params.get('token') ?? '', theme: params.get('theme') ?? 'light' };
+  return {
+    token: params.get('token') ?? '',
+    theme: params.get('theme') ?? 'light',
+    runtime: params.get('runtime') === 'dedicated' ? 'dedicated' : 'shared',
+  };
 }
 
 function parentOrigin() {
@@ -37,23 +50,128 @@ function canvasSize(canvas) {
   };
 }
 
-function forwardInput(canvas, worker) {
+function bootInfo() {
+  const snapshot = meta('xinfeng-snapshot');
+  return {
+    pyodide: meta('xinfeng-pyodide'),
+    snapshot: snapshot ? { url: snapshot, sha256: meta('xinfeng-snapshot-sha256') } : null,
+    bundle: {
+      url: meta('xinfeng-bundle'),
+      sha256: meta('xinfeng-bundle-sha256'),
+      build: meta('xinfeng-build'),
+    },
+  };
+}
+
+// Resolves with the port once the runtime greets it; rejects if the worker
+// fails to start or stays silent.
+function greeted(port, failures) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('runtime did not answer')), HELLO_TIMEOUT_MS);
+    failures.addEventListener('error', () => {
+      clearTimeout(timer);
+      reject(new Error('runtime failed to start'));
+    });
+    port.addEventListener('message', function hello(event) {
+      if (event.data?.type !== 'hello') return;
+      clearTimeout(timer);
+      port.removeEventListener('message', hello);
+      resolve(port);
+    });
+    if (typeof port.start === 'function') port.start();
+  });
+}
+
+async function sharedRuntime() {
+  if (typeof SharedWorker !== 'function' || typeof OffscreenCanvas !== 'function') {
+    throw new Error('no SharedWorker or OffscreenCanvas');
+  }
+  const worker = new SharedWorker(meta('xinfeng-worker'), {
+    type: 'module',
+    name: meta('xinfeng-runtime'),
+  });
+  return { port: await greeted(worker.port, worker), mode: 'shared' };
+}
+
+async function dedicatedRuntime() {
+  const worker = new Worker(meta('xinfeng-worker'), {
+    type: 'module',
+    name: meta('xinfeng-runtime'),
+  });
+  worker.addEventListener('error', () => notifyHost('error', { code: 'worker_failed' }));
+  return { port: await greeted(worker, worker), mode: 'dedicated' };
+}
+
+async function openRuntime(preferred) {
+  if (preferred === 'shared') {
+    try {
+      return await sharedRuntime();
+    } catch (error) {
+      console.info('xinfeng: no shared runtime here, using a dedicated one:', error.message);
+    }
+  }
+  return dedicatedRuntime();
+}
+
+// Transferring an OffscreenCanvas through a port is not supported everywhere;
+// a failed transfer throws before the canvas is handed over.
+function mountOn(runtime, message, offscreen) {
+  try {
+    runtime.port.postMessage({ ...message, type: 'mount', canvas: offscreen }, [offscreen]);
+    return true;
+  } catch (error) {
+    console.info('xinfeng: cannot hand the canvas to the shared runtime:', error.message);
+    return false;
+  }
+}
+
+function forwardInput(canvas, port) {
   canvas.addEventListener('wheel', (event) => {
     event.preventDefault();
-    worker.postMessage({ type: 'scroll', dy: Math.sign(event.deltaY) });
+    port.postMessage({ type: 'scroll', dy: Math.sign(event.deltaY) });
   }, { passive: false });
   canvas.addEventListener('keydown', (event) => {
     if (!SCROLL_KEYS.has(event.key)) return;
     event.preventDefault();
-    worker.postMessage({ type: 'key', key: event.key });
+    port.postMessage({ type: 'key', key: event.key });
   });
   new ResizeObserver(() => {
-    worker.postMessage({ type: 'resize', ...canvasSize(canvas) });
+    port.postMessage({ type: 'resize', ...canvasSize(canvas) });
   }).observe(canvas);
+  window.addEventListener('pagehide', () => port.postMessage({ type: 'unmount' }));
 }
 
-function start() {
-  const { token, theme } = takeFragment();
+// Under automation only: what the component drew, its timings and how its
+// runtime is shared, asked of the runtime on demand (tests, benchmarks).
+function exposeInspection(runtime) {
+  if (navigator.webdriver !== true) return;
+  const pending = new Map();
+  let nextId = 1;
+  runtime.port.addEventListener('message', (event) => {
+    const { type, id, value } = event.data ?? {};
+    if (type !== 'inspect' || !pending.has(id)) return;
+    pending.get(id)(value);
+    pending.delete(id);
+  });
+  const ask = (what) => new Promise((resolve) => {
+    const id = nextId++;
+    pending.set(id, resolve);
+    runtime.port.postMessage({ type: 'inspect', what, id });
+  });
+  window.xinfengFrameText = () => ask('frame-text');
+  window.xinfengTimings = () => ask('timings');
+  window.xinfengRuntime = () => ask('runtime').then((info) => ({ ...info, mode: runtime.mode }));
+}
+
+function listen(runtime) {
+  runtime.port.addEventListener('message', (event) => {
+    const { type } = event.data ?? {};
+    if (EVENT_TYPES.has(type)) notifyHost(type, event.data);
+  });
+}
+
+async function start() {
+  const fragment = takeFragment();
   const stage = document.getElementById('stage');
   const canvas = document.createElement('canvas');
   canvas.tabIndex = 0;
@@ -61,34 +179,31 @@ function start() {
   canvas.setAttribute('aria-label', 'xinfeng data component');
   stage.appendChild(canvas);
 
-  const size = canvasSize(canvas);
-  const offscreen = canvas.transferControlToOffscreen();
-  const worker = new Worker('/static/component/worker.js', { type: 'module' });
-  worker.addEventListener('message', (event) => {
-    const { type } = event.data ?? {};
-    if (EVENT_TYPES.has(type)) notifyHost(type, event.data);
-  });
-  worker.addEventListener('error', () => notifyHost('error', { code: 'worker_failed' }));
-
-  worker.postMessage({
-    type: 'start',
-    canvas: offscreen,
-    token,
+  const message = {
+    token: fragment.token,
     license: meta('xinfeng-license'),
     product: meta('xinfeng-product'),
-    bundle: {
-      url: meta('xinfeng-bundle'),
-      sha256: meta('xinfeng-bundle-sha256'),
-      build: meta('xinfeng-build'),
-    },
+    boot: bootInfo(),
     environment: {
       origins: Array.from(location.ancestorOrigins ?? []),
       webdriver: navigator.webdriver === true,
       hidden: document.hidden,
     },
-    options: { theme, ...size },
-  }, [offscreen]);
-  forwardInput(canvas, worker);
+    options: { theme: fragment.theme, ...canvasSize(canvas) },
+  };
+  let runtime = await openRuntime(fragment.runtime);
+  const offscreen = canvas.transferControlToOffscreen();
+  if (!mountOn(runtime, message, offscreen)) {
+    runtime.port.close();
+    runtime = await dedicatedRuntime();
+    mountOn(runtime, message, offscreen);
+  }
+  listen(runtime);
+  exposeInspection(runtime);
+  forwardInput(canvas, runtime.port);
 }
 
-start();
+start().catch((error) => {
+  console.error('xinfeng container failed:', error);
+  notifyHost('error', { code: 'worker_failed' });
+});

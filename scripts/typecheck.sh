@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# mypy --strict over xinfeng.sdk and xinfeng.license. The folders install
+# under the xinfeng namespace through setuptools' package-dir, which mypy
+# cannot follow, so it reads them through a tree of symlinks that mirrors
+# the installed layout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tree=.cache/typecheck
+mkdir -p "$tree/xinfeng"
+for part in sdk license; do ln -sfn "../../../$part" "$tree/xinfeng/$part"; done
+cd "$tree"
+exec ../../.venv/bin/mypy --config-file ../../pyproject.toml \
+    -p xinfeng.sdk -p xinfeng.license
