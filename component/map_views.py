@@ -125,7 +125,10 @@ def _table(
 def draw_card(p: Painter, payload: Any, body: Box, view: View, t: Theme) -> str:
     station = payload["station"]
     relief = maps.GridData.from_payload(payload["relief"])
-    left, right = split(body, 0.46)
+    # Side by side at any width: the fields need little room, the relief a square.
+    left_w = max(260.0, body.w * 0.46)
+    left = Box(body.x, body.y, left_w, body.h)
+    right = Box(body.x + left_w, body.y, body.w - left_w, body.h)
     _card_fields(p, left, station, t)
     proj = maps.fitted(relief.bounds, right)
     maps.raster(p, proj, relief, maps.terrain_colour)

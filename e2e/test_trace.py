@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from xinfeng.server import trace
+
 from .harness import REPO, Demo, poll, record_timing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -37,6 +39,8 @@ def shown(browser: Any, demo: Demo) -> Iterator[Any]:
         READY_TIMEOUT_S,
     )
     assert state.isdigit(), f"component reported an error: {state}"
+    # 'ready' follows the drawing; the browser shows the frame a moment later.
+    poll(lambda: trace.marks_in(page.locator("iframe").first.screenshot()), 20, 0.5)
     yield page
     page.close()
 

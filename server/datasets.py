@@ -141,12 +141,15 @@ def ensure_all(cache_dir: Path) -> Wheels:
     return Wheels(ensure_meteva(cache_dir), ensure_vega(cache_dir))
 
 
-def cached(cache_dir: Path, key: str, derive: Callable[[], Any]) -> Any:
+def cached(cache_dir: Path, key: str, derive: Callable[[], Any],
+           replaces: str | None = None) -> Any:
     """``derive()``, kept on disk under ``key`` and the pinned source hashes.
 
     The file name carries the hashes of every pinned source and the
     derivation format, so a new source or derivation never reads an old
-    result. A cache file that does not decode is derived again.
+    result. A cache file that does not decode is derived again. A newly
+    written file removes the files named ``<replaces>-*.msgpack``: the
+    results of older derivations of the same thing.
     """
     tag = hashlib.sha256(
         "|".join([str(DERIVED_FORMAT), key] + [s.sha256 for s in SOURCES]).encode()
@@ -162,6 +165,10 @@ def cached(cache_dir: Path, key: str, derive: Callable[[], Any]) -> Any:
     partial = path.with_suffix(".partial")
     partial.write_bytes(msgpack.packb(value, use_bin_type=True))
     partial.replace(path)
+    if replaces is not None:
+        for old in path.parent.glob(f"{replaces}-*.msgpack"):
+            if old != path:
+                old.unlink(missing_ok=True)
     return value
 
 

@@ -204,6 +204,15 @@ def test_derived_cache_is_keyed_by_source_hashes(tmp_path: Path) -> None:
     assert msgpack.unpackb(cached_file.read_bytes()) == {"value": 42}
 
 
+def test_new_derivation_replaces_the_old_cache_file(tmp_path: Path) -> None:
+    datasets.cached(tmp_path, "probe-v1", lambda: 1, replaces="probe")
+
+    datasets.cached(tmp_path, "probe-v2", lambda: 2, replaces="probe")
+
+    (left,) = (tmp_path / "derived").iterdir()
+    assert left.name.startswith("probe-v2-")
+
+
 def test_wheel_with_the_wrong_hash_is_rejected(tmp_path: Path) -> None:
     source = datasets.WheelSource(
         "fake", "1.0", "fake-1.0-py3-none-any.whl", "0" * 64, "0 MB"

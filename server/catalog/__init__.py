@@ -73,6 +73,7 @@ def prepare(cache_dir: Path) -> dict[str, Any]:
             cache_dir,
             f"{spec.product_id}-{code}",
             lambda spec=spec: spec.derive(wheels),
+            replaces=spec.product_id,
         )
         for spec in SPECS
     }
