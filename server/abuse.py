@@ -373,7 +373,7 @@ class Guard:
         await self._check_hold(lic.license_id, now)
         signals = self._env_signals(env, request.headers.get("user-agent", ""), net)
         signals += await self._token_signals(token, net)
-        await self._raise_on_hold(
+        self._raise_on_hold(
             await self.ladder.escalate(lic.license_id, signals, now), now)
         ttl_ms = self.config.session_ttl_s * 1000
         slot = await self.limiter.open_slot(lic, token.jti, net, now, ttl_ms)
@@ -392,7 +392,7 @@ class Guard:
         net = network_of(ip)
         signals = await self._data_signals(request, lic.license_id,
                                            session.session_id, net, now)
-        await self._raise_on_hold(
+        self._raise_on_hold(
             await self.ladder.escalate(lic.license_id, signals, now), now)
         buckets = self.limiter.data_buckets(
             lic, subject_digest(session.session_id), net, now)
@@ -457,7 +457,7 @@ class Guard:
             hold = await self.ladder.escalate(license_id, [ignored], now_ms) or hold
         raise hold_error(hold, now_ms)
 
-    async def _raise_on_hold(self, hold: Hold | None, now_ms: int) -> None:
+    def _raise_on_hold(self, hold: Hold | None, now_ms: int) -> None:
         if hold is not None:
             raise hold_error(hold, now_ms)
 

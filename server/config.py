@@ -108,7 +108,8 @@ class Config:
     set-up downloads (Pyodide, the meteva wheel). ``trusted_proxy_hops`` is
     how many ``X-Forwarded-For`` hops the operator's own proxies add, and
     ``trusted_proxies`` the networks those proxies connect from; with 0 hops
-    the client address is always the socket peer.
+    the client address is always the socket peer. ``abuse`` holds the rate
+    limits and abuse thresholds (:class:`AbuseConfig`).
     """
 
     data_dir: Path

@@ -262,6 +262,17 @@ def test_a_client_network_is_rate_limited_across_sessions(p: Provider) -> None:
         "rate_limited", "n:0.0.0.0")
 
 
+def test_rotating_forged_forwarded_for_shares_one_network_bucket(
+    p: Provider,
+) -> None:
+    use_abuse_config(p, network_burst=8, network_per_minute=60, **QUIET)
+    sessions = [lift_session(p), lift_session(p)]
+    replies = [fetch(p, sessions[i % 2],
+                     headers={"X-Forwarded-For": f"198.51.100.{i + 1}"})
+               for i in range(5)]
+    assert [r.status_code for r in replies] == [200] * 4 + [429]
+
+
 def test_the_license_rate_is_the_licenses_own(tmp_path: Path) -> None:
     p = make_provider(tmp_path, rate_per_minute=30)
     with p.client:

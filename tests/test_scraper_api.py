@@ -222,11 +222,11 @@ def test_scraper_hammering_as_fast_as_it_can_is_throttled_then_frozen(
 ) -> None:
     p = scraper_provider(tmp_path)
     with p.client:
-        tally = scrape(p, gap_s=0.02, honour_retry_after=False)
+        tally = scrape(p, gap_s=0.05, honour_retry_after=False)
         ladder = ladder_events(p)
         refused = mint(p)
     kinds = [e["kind"] for e in ladder]
-    print("\n" + tally.line("hammering scraper (50 req/s, ignores 429)"))
+    print("\n" + tally.line("hammering scraper (20 req/s, ignores 429)"))
     assert tally.first_refusal is not None and tally.frozen_after_s is not None
     assert tally.served < 40
     assert kinds[0] == "abuse_signal"
