@@ -25,9 +25,9 @@ Side channels: Python integers are not constant time, and which table
 entry is read depends on the secret scalar. The private key ``d`` and the
 nonce ``k`` can therefore leak through timing or cache behaviour to an
 attacker who can measure many operations precisely. For the component's
-short-lived keys the exposure is brief; whether the server's long-lived
-key needs a constant-time native backend is an open question, tracked
-outside this module.
+short-lived keys the exposure is brief. The provider server therefore signs
+with its long-lived key through OpenSSL (``xinfeng.server.native_sm2``) and
+uses this module for that key only when OpenSSL's SM2 is unavailable.
 
 Names that start with an underscore (``_Curve``, ``_sign_with_k``,
 ``_encrypt_with_k``, ``_private_key``, ``_public_key``) are hazmat for

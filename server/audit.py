@@ -46,10 +46,11 @@ from xinfeng.sdk.merkle import (
     leaf_hash,
     node_hash,
 )
-from xinfeng.sdk.sm2 import SM2PrivateKey, SM2PublicKey
+from xinfeng.sdk.sm2 import SM2PublicKey
 from xinfeng.sdk.wire import Limits, pack, unpack
 
 from . import native
+from .native_sm2 import SM2Signer
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ def _count(value: Any) -> bool:
 
 
 def sign_tree_head(
-    key: SM2PrivateKey, size: int, root: bytes, time_ms: int
+    key: SM2Signer, size: int, root: bytes, time_ms: int
 ) -> SignedTreeHead:
     """Sign ``(size, root, time_ms)`` with the server key."""
     signature = key.sign(tree_head_message(size, root, time_ms))
@@ -560,7 +561,7 @@ class AuditLog:
                 return [SignedTreeHead(*row) for row in await cur.fetchall()]
 
     async def publish(
-        self, key: SM2PrivateKey, now_ms: int, min_interval_ms: int = 0
+        self, key: SM2Signer, now_ms: int, min_interval_ms: int = 0
     ) -> SignedTreeHead:
         """Sign and store a head for the current tree unless one covers it.
 

@@ -406,7 +406,7 @@ def test_handshake_reply_signed_by_native_signer_opens(
 def test_audit_tree_head_signed_by_native_signer_verifies(
     key: SM2PrivateKey, signer: NativeSM2Signer
 ) -> None:
-    sign_tree_head(signer, 3, b"r" * 32, 1234).verify(key.public_key())  # type: ignore[arg-type]
+    sign_tree_head(signer, 3, b"r" * 32, 1234).verify(key.public_key())
 
 
 def test_provider_signs_with_openssl_and_opens_sessions(provider: Provider) -> None:
