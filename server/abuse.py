@@ -49,8 +49,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from xinfeng.license.model import License
 from xinfeng.license.tokens import EmbedToken
@@ -554,7 +552,8 @@ def bucket_subject(bucket: Bucket) -> str:
 # -- admin route --------------------------------------------------------------------
 
 
-def _query_int(request: Request, name: str, default: int) -> int:
+def query_int(request: Request, name: str, default: int) -> int:
+    """A non-negative integer query parameter; ProtocolError when malformed."""
     text = request.query_params.get(name)
     if text is None:
         return default
@@ -563,24 +562,5 @@ def _query_int(request: Request, name: str, default: int) -> int:
     return int(text)
 
 
-async def list_alerts(request: Request) -> Response:
-    """``GET /alerts?since=SEQ&limit=N``: alerts after ``since``, oldest first.
-
-    This handler has no authentication of its own: mount it only behind the
-    admin API's.
-    """
-    guard: Guard = request.app.state.xinfeng.guard
-    since = _query_int(request, "since", 0)
-    found = await guard.alerts(since, _query_int(request, "limit", 100))
-    return JSONResponse({"alerts": found,
-                         "next": found[-1]["seq"] if found else since},
-                        headers={"Cache-Control": "no-store"})
-
-
-def admin_routes() -> list[BaseRoute]:
-    """Routes for the admin API to mount (under ``/admin/v1``)."""
-    return [Route("/alerts", list_alerts, methods=["GET"])]
-
-
-__all__ = ["HIDDEN_HEADER", "Guard", "Signal", "admin_routes", "automation_markers",
-           "ordinal", "timing_cv", "walk_steps"]
+__all__ = ["HIDDEN_HEADER", "Guard", "Signal", "automation_markers", "ordinal",
+           "query_int", "timing_cv", "walk_steps"]

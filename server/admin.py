@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from xinfeng.license.model import parse_time
 from xinfeng.sdk.errors import ProtocolError, XinfengError
 
+from .abuse import query_int
 from .admin_tokens import AdminTokens, AdminUnauthorized
 from .api import read_body, request_ip, state_of, ua_digest
 from .keys import KeyDir
@@ -222,12 +223,20 @@ _ISSUE_FIELDS = (
 _FILTERS = ("status", "project", "licensee", "product", "key_id")
 
 
+async def alert_list(request: Request, state: AppState, admin: str) -> Body:
+    """Abuse alerts after ``since`` (a sequence number), oldest first."""
+    since = query_int(request, "since", 0)
+    found = await state.guard.alerts(since, query_int(request, "limit", 100))
+    return {"alerts": found, "next": found[-1]["seq"] if found else since}
+
+
 async def license_list(request: Request, state: AppState, admin: str) -> Body:
     query = request.query_params
     if set(query) - set(_FILTERS):
         raise ProtocolError("filters: " + ", ".join(_FILTERS))
     wanted = LicenseFilter(**{name: query.get(name) for name in _FILTERS})
-    return {"licenses": await _licensor(state).list_licenses(wanted)}
+    rows = await _licensor(state).list_licenses(wanted, state.now_ms())
+    return {"licenses": rows}
 
 
 async def license_issue(request: Request, state: AppState, admin: str) -> Body:
@@ -288,6 +297,7 @@ def routes(state: AppState) -> list[BaseRoute]:
         (lic + "/resume", "POST", "license_resume", _status_change("resume")),
         (lic + "/revoke", "POST", "license_revoke", _status_change("revoke")),
         (lic + "/renew", "POST", "license_renew", license_renew),
+        ("/alerts", "GET", "alert_list", alert_list),
     ]
     return [
         Route(path, _endpoint(action, handler), methods=[method], name=action)

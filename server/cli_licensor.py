@@ -38,11 +38,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     wanted = LicenseFilter(
         args.status, args.project, args.licensee, args.product, args.key
     )
-    rows = _run(args, lambda lic: lic.list_licenses(wanted))
+    now_ms = wall_clock_ms()
+    rows = _run(args, lambda lic: lic.list_licenses(wanted, now_ms))
     lines = [
         f"{r['license_id']}  {r['status']:9}  {r.get('project', '?')}"
         f"  until {r.get('not_after', '?')}  key {r.get('key_id', '?')}"
         f"{' (COMPROMISED)' if r.get('key_compromised') else ''}"
+        f"{' FROZEN until ' + r['frozen_until'] if 'frozen_until' in r else ''}"
         for r in rows
     ]
     _emit(args, {"licenses": rows}, "\n".join(lines) or "no licenses")

@@ -32,6 +32,7 @@ from xinfeng.license.model import (
 from xinfeng.sdk.errors import LicenseError, XinfengError
 
 from .keys import KeyDir, LicensorKeyring, key_id
+from .limits_store import frozen_until
 from .registry import ProductRegistry
 from .registry_store import RegistryStore
 from .storage import LicenseRecord, Storage
@@ -321,14 +322,22 @@ class Licensor:
             }
         )
 
-    async def list_licenses(self, wanted: LicenseFilter) -> list[dict[str, Any]]:
-        """Licenses matching ``wanted``, oldest first, in summary."""
+    async def list_licenses(
+        self, wanted: LicenseFilter, now_ms: int
+    ) -> list[dict[str, Any]]:
+        """Licenses matching ``wanted``, oldest first, in summary; a license
+        the abuse monitor has frozen carries ``frozen_until``."""
         rows = []
         compromised = await self.store.compromised_kids()
+        frozen = await frozen_until(self.storage, now_ms)
         for record in await self.storage.list_licenses():
             lic = self._read(record.token)
             if wanted.matches(record.status, lic):
-                rows.append(_summary(record, lic, compromised))
+                row = _summary(record, lic, compromised)
+                if record.license_id in frozen:
+                    until = frozen[record.license_id] // 1000
+                    row["frozen_until"] = format_time(until)
+                rows.append(row)
         return rows
 
     # -- status -----------------------------------------------------------------

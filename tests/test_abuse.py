@@ -13,22 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Mount
-from starlette.testclient import TestClient
 
-from xinfeng.sdk.errors import XinfengError
+from xinfeng.license.model import format_time
 from xinfeng.sdk.sm3 import hmac_sm3
 from xinfeng.server.abuse import (
     HIDDEN_HEADER,
-    admin_routes,
     automation_markers,
     ordinal,
     timing_cv,
     walk_steps,
 )
-from xinfeng.server.app import error_response
+from xinfeng.server.admin_tokens import AdminTokens
 from xinfeng.server.config import AbuseConfig
+from xinfeng.server.keys import KeyDir
+from xinfeng.server.licensing import LicenseFilter, Licensor
 from xinfeng.server.limits_store import frozen_until
 
 from .conftest import Provider, make_provider
@@ -431,24 +429,20 @@ def test_alerts_since_lists_only_newer_alerts(tmp_path: Path) -> None:
 
 def test_admin_alert_route_pages_by_sequence(tmp_path: Path) -> None:
     p = make_provider(tmp_path)
+    token = AdminTokens(p.data_dir).new("alice", p.clock() // 1000)[0]
+    auth = {"Authorization": f"Bearer {token}"}
     with p.client:
         use_abuse_config(p, alert_at=2, throttle_at=100, freeze_at=100)
         replay_twice(p)
-        admin = Starlette(routes=[Mount("/admin/v1", routes=admin_routes())],
-                          exception_handlers={XinfengError: on_error})
-        admin.state.xinfeng = p.state
-        with TestClient(admin) as client:
-            first = client.get("/admin/v1/alerts").json()
-            after = client.get(f"/admin/v1/alerts?since={first['next']}").json()
-            bad = client.get("/admin/v1/alerts?since=-1")
+        first = p.client.get("/admin/v1/alerts", headers=auth).json()
+        after = p.client.get(f"/admin/v1/alerts?since={first['next']}",
+                             headers=auth).json()
+        bad = p.client.get("/admin/v1/alerts?since=-1", headers=auth)
+        anonymous = p.client.get("/admin/v1/alerts")
     assert [a["signal"] for a in first["alerts"]] == ["replay"]
     assert after == {"alerts": [], "next": first["next"]}
     assert bad.status_code == 400
-
-
-async def on_error(request: Any, exc: Exception) -> Any:
-    assert isinstance(exc, XinfengError)
-    return error_response(exc)
+    assert anonymous.status_code == 401
 
 
 @contextlib.contextmanager
@@ -522,3 +516,16 @@ def test_webhook_url_must_be_http_or_https(url: str) -> None:
 def test_thresholds_must_climb() -> None:
     with pytest.raises(ValueError):
         AbuseConfig(alert_at=5, throttle_at=4)
+
+
+def test_licensor_list_shows_when_a_frozen_license_thaws(tmp_path: Path) -> None:
+    p = make_provider(tmp_path)
+    with p.client:
+        _hold(p, "freeze", seconds=300)
+        licensor = Licensor(p.state.storage, KeyDir(p.data_dir / "keys"))
+        rows = run(p, licensor.list_licenses(LicenseFilter(), p.clock()))
+        later = run(p, licensor.list_licenses(LicenseFilter(),
+                                              p.clock() + 301_000))
+    expected = format_time((p.clock() + 300_000) // 1000)
+    assert [r.get("frozen_until") for r in rows] == [expected]
+    assert "frozen_until" not in later[0]
