@@ -31,6 +31,7 @@ from .api import read_body, request_ip, state_of, ua_digest
 from .keys import KeyDir
 from .licensing import (
     LICENSE_DEFAULTS,
+    LICENSE_FIELDS,
     LicenseFilter,
     Licensor,
     issue_window,
@@ -205,21 +206,8 @@ def _decision(verb: str) -> Handler:
 
 # -- licenses --------------------------------------------------------------------
 
-_ISSUE_FIELDS = (
-    "licensee",
-    "project",
-    "contract_id",
-    "scenario",
-    "products",
-    "origins",
-    "networks",
-    "not_before",
-    "not_after",
-    "days",
-    "rate_per_minute",
-    "rate_per_day",
-    "max_sessions",
-)
+# A license's own fields, plus "days" as a shorthand for not_after.
+_ISSUE_FIELDS = (*LICENSE_FIELDS, "days")
 _FILTERS = ("status", "project", "licensee", "product", "key_id")
 
 
