@@ -125,6 +125,10 @@ class AdminTokens:
             raise AdminUnauthorized()
         token_id, text = match.groups()
         secret = base64.urlsafe_b64decode(text + "=")
+        # Only the canonical spelling counts: the last character's spare
+        # bits would otherwise give one secret several accepted spellings.
+        if base64.urlsafe_b64encode(secret).rstrip(b"=").decode() != text:
+            raise AdminUnauthorized()
         found = [e for e in self.entries() if e.token_id == token_id]
         expected = bytes.fromhex(found[0].digest) if found else _NO_SUCH_DIGEST
         if not hmac.compare_digest(_digest(secret), expected) or not found:

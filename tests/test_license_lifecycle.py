@@ -88,8 +88,9 @@ def test_list_filters_by_status_project_and_product(provider: Provider) -> None:
     set_status(provider, other["license_id"], "suspend")
 
     def ids(**wanted: Any) -> list[str]:
+        wanted_filter = LicenseFilter(**wanted)
         rows = on_licensor(
-            provider, lambda lic: lic.list_licenses(LicenseFilter(**wanted))
+            provider, lambda lic: lic.list_licenses(wanted_filter, provider.clock())
         )
         return [row["license_id"] for row in rows]
 
