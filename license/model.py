@@ -36,6 +36,10 @@ from .origins import (
 ISSUER = "xinfeng-licensor"
 LICENSE_TYP = "xf-license+jwt"
 MAX_LICENSE_SECONDS = 10 * 366 * 86400
+MAX_LICENSE_DAYS = MAX_LICENSE_SECONDS // 86400
+# Rates and session caps are counted in 64-bit database columns; a billion a
+# minute is beyond any licence and far inside that range.
+MAX_COUNT = 10**9
 MAX_TEXT_LENGTH = 256
 LICENSE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -231,8 +235,8 @@ def _check_text(name: str, value: str) -> None:
 
 
 def _check_count(name: str, value: int) -> None:
-    if type(value) is not int or value < 1:
-        raise ValueError(f"{name} must be a positive integer")
+    if type(value) is not int or not 1 <= value <= MAX_COUNT:
+        raise ValueError(f"{name} must be an integer from 1 to {MAX_COUNT}")
 
 
 def _check_window(not_before: int, not_after: int) -> None:

@@ -29,7 +29,7 @@ from .errors import (
     SessionInvalid,
 )
 from .sm2 import SM2PrivateKey, SM2PublicKey
-from .wire import Limits, pack, require, require_bytes, unpack
+from .wire import Limits, pack, parse_uint, require, require_bytes, unpack
 
 VERSION = 1
 ALG_SM4_CTR_HMAC_SM3 = 2
@@ -289,20 +289,14 @@ class RequestAuth:
         """Parse the headers of a data request; ProtocolError when malformed."""
         try:
             sid = bytes.fromhex(headers["x-xf-session"])
-            counter = _parse_uint(headers["x-xf-counter"])
-            ts = _parse_uint(headers["x-xf-time"])
+            counter = parse_uint(headers["x-xf-counter"])
+            ts = parse_uint(headers["x-xf-time"])
             mac = bytes.fromhex(headers["x-xf-mac"])
         except (KeyError, ValueError) as exc:
             raise ProtocolError("missing or malformed authentication") from exc
         if len(sid) != SESSION_ID_SIZE or len(mac) != 32:
             raise ProtocolError("missing or malformed authentication")
         return cls(sid, counter, ts, mac)
-
-
-def _parse_uint(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 19:
-        raise ValueError("not an unsigned integer")
-    return int(text)
 
 
 def verify_request(

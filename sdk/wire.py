@@ -57,6 +57,24 @@ def unpack(data: bytes, limits: Limits) -> Any:
         raise ProtocolError("malformed message") from exc
 
 
+MAX_UINT = 2**63 - 1
+
+
+def parse_uint(text: str, limit: int = MAX_UINT) -> int:
+    """A decimal number written in ASCII digits only, at most ``limit``.
+
+    Raises ValueError for signs, spaces, non-ASCII digits (``int`` would
+    accept ``'١٢'`` and ``str.isdigit`` accepts ``'²'``) and values that do
+    not fit a signed 64-bit integer.
+    """
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise ValueError("not an unsigned integer")
+    value = int(text)
+    if value > limit:
+        raise ValueError("integer out of range")
+    return value
+
+
 def require(obj: Any, key: str, kind: type | tuple[type, ...]) -> Any:
     """Return ``obj[key]`` when ``obj`` is a map and the value has ``kind``.
 

@@ -59,6 +59,7 @@ from xinfeng.sdk.errors import (
     ReplayDetected,
     XinfengError,
 )
+from xinfeng.sdk.wire import parse_uint
 
 from . import native
 from .config import AbuseConfig, Config
@@ -557,9 +558,10 @@ def query_int(request: Request, name: str, default: int) -> int:
     text = request.query_params.get(name)
     if text is None:
         return default
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise ProtocolError(f"{name} must be a non-negative integer")
-    return int(text)
+    try:
+        return parse_uint(text)
+    except ValueError:
+        raise ProtocolError(f"{name} must be a non-negative integer") from None
 
 
 __all__ = ["HIDDEN_HEADER", "Guard", "Signal", "automation_markers", "ordinal",

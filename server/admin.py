@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from xinfeng.license.model import parse_time
+from xinfeng.license.model import MAX_LICENSE_DAYS, parse_time
 from xinfeng.sdk.errors import ProtocolError, XinfengError
 
 from .abuse import query_int
@@ -103,7 +103,7 @@ async def _body(
     raw = await read_body(request, MAX_ADMIN_BODY)
     try:
         body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ProtocolError("body is not JSON") from None
     if not isinstance(body, dict):
         raise ProtocolError("body must be a JSON object")
@@ -125,8 +125,10 @@ def _time(value: object) -> int | None:
 
 
 def _days(value: object) -> int | None:
-    if value is not None and (type(value) is not int or not 0 < value <= 3660):
-        raise ProtocolError("days must be a whole number from 1 to 3660")
+    if value is not None and (
+        type(value) is not int or not 0 < value <= MAX_LICENSE_DAYS
+    ):
+        raise ProtocolError(f"days must be a whole number from 1 to {MAX_LICENSE_DAYS}")
     return value  # type: ignore[return-value]
 
 

@@ -124,7 +124,7 @@ async def refuse(
 def _token_request(body: bytes) -> tuple[list[str], str]:
     try:
         msg = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError("body is not JSON") from exc
     products = msg.get("products") if isinstance(msg, dict) else None
     origin = msg.get("origin") if isinstance(msg, dict) else None
@@ -169,9 +169,12 @@ async def mint_token(request: Request) -> Response:
 async def _credential_license(state: AppState, credential: str) -> str:
     license_id = credential.removeprefix("xfc_").split(".", 1)[0]
     record = await state.storage.get_license(license_id)
-    if record is None:
-        raise TokenInvalid()
-    return check_credential(credential, record.credential_verifier)
+    try:
+        if record is None:
+            raise TokenInvalid()
+        return check_credential(credential, record.credential_verifier)
+    except TokenInvalid:
+        raise TokenInvalid("The license credential is not valid.") from None
 
 
 # -- handshake ------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount
@@ -80,6 +81,18 @@ async def _on_xinfeng_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    """Router errors (no such route, wrong method) in the one error shape."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    body = {"error": {"code": code, "message": code.replace("_", " ")}}
+    return JSONResponse(body, status_code=exc.status_code,
+                        headers={"Cache-Control": "no-store"})
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s", request.url.path)
     body = {"error": {"code": "internal", "message": "internal error"}}
@@ -134,6 +147,7 @@ def create_app(config: Config, catalog: Catalog | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={
             XinfengError: _on_xinfeng_error,
+            HTTPException: _on_http_error,
             Exception: _on_unexpected,
         },
     )

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from xinfeng.sdk.errors import ProtocolError, XinfengError
+from xinfeng.sdk.wire import parse_uint
 
 from .api import request_ip, state_of
 
@@ -40,9 +41,10 @@ def _int(request: Request, name: str, default: int | None = None) -> int:
     text = request.query_params.get(name)
     if text is None and default is not None:
         return default
-    if text is None or not text.isdigit() or len(text) > 18:
-        raise ProtocolError(f"{name} must be a non-negative integer")
-    return int(text)
+    try:
+        return parse_uint(text or "")
+    except ValueError:
+        raise ProtocolError(f"{name} must be a non-negative integer") from None
 
 
 def head_json(state: AppState, head: Any) -> dict[str, Any]:

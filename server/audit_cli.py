@@ -448,14 +448,20 @@ def _export_key(header: dict[str, Any], pinned: Path | None) -> SM2PublicKey:
 
 def _verify_export(path: Path, args: argparse.Namespace) -> VerifyReport:
     with path.open(encoding="utf-8") as fh:
-        header = read_export_header(fh.readline())
-        key = _export_key(header, args.pubkey)
-        return verify_items(export_items(fh), key, _saved_head(args.sth),
-                            _progress(None))
+        try:
+            header = read_export_header(fh.readline(1 << 20))
+            key = _export_key(header, args.pubkey)
+            return verify_items(export_items(fh), key, _saved_head(args.sth),
+                                _progress(None))
+        except UnicodeDecodeError:
+            raise LogMismatch("not UTF-8 text: not an xinfeng audit export,"
+                              " or a damaged one") from None
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     path: Path = args.source or _db_path(args)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; name the database or export file")
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     try:

@@ -12,10 +12,11 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from xinfeng.license.model import MAX_LICENSE_DAYS
+from xinfeng.license.model import parse_time as parse_iso_time
 from xinfeng.sdk.errors import XinfengError
 
 from .config import Config, wall_clock_ms
@@ -39,12 +40,12 @@ def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
 
 def parse_time(text: str) -> int:
     """Unix seconds from an ISO 8601 time that names its zone."""
-    from xinfeng.license.model import parse_time as parse
-
     try:
-        return parse(text)
-    except ValueError as exc:
-        raise UsageError(f"{exc}: {text!r}") from None
+        return parse_iso_time(text)
+    except ValueError:
+        raise UsageError(
+            f"not an ISO 8601 time with a zone and whole seconds, such as"
+            f" 2027-01-01T00:00:00+08:00: {text[:64]!r}") from None
 
 
 # -- keys -----------------------------------------------------------------------
@@ -75,8 +76,10 @@ def _window(args: argparse.Namespace) -> tuple[int, int]:
     not_before = parse_time(args.not_before) if args.not_before else now
     if args.not_after:
         not_after = parse_time(args.not_after)
+    elif not 0 < args.days <= MAX_LICENSE_DAYS:
+        raise UsageError(f"--days must be from 1 to {MAX_LICENSE_DAYS}")
     else:
-        not_after = not_before + int(timedelta(days=args.days).total_seconds())
+        not_after = not_before + args.days * 86400
     if not_after <= not_before:
         raise UsageError("--not-after must be later than --not-before")
     return not_before, not_after
@@ -129,10 +132,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
+    from .serving import uvicorn_config
 
     app = create_app(_config(args, args.port))
     print(f"provider listening on http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.Server(uvicorn_config(app, args.host, args.port)).run()
     return 0
 
 

@@ -22,6 +22,7 @@ from .catalog import PRODUCT_IDS
 from .cli import issue_license
 from .config import Config
 from .registry import CatalogReview, approve_catalog_at
+from .serving import uvicorn_config
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +77,7 @@ def _now_s() -> int:
 async def _serve_both(provider: Any, host: Any, provider_port: int,
                       host_port: int) -> None:
     servers = [
-        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                      log_level="warning"))
+        uvicorn.Server(uvicorn_config(app, "127.0.0.1", port))
         for app, port in ((provider, provider_port), (host, host_port))
     ]
     await asyncio.gather(*(s.serve() for s in servers))

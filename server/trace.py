@@ -45,6 +45,13 @@ class Image:
     rows: list[bytes]
 
 
+# Screenshots are a few thousand pixels a side, full-page ones taller;
+# anything larger is refused before its image data is inflated, which keeps
+# a decompression bomb to at most MAX_PIXELS * 4 bytes.
+MAX_SIDE = 32768
+MAX_PIXELS = 40_000_000
+
+
 def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     if not data.startswith(PNG_SIGNATURE):
         raise TraceError("not a PNG file")
@@ -63,22 +70,36 @@ def read_png(data: bytes) -> Image:
         TraceError: another PNG kind, or a damaged file.
     """
     chunks = _chunks(data)
-    if not chunks or chunks[0][0] != b"IHDR":
-        raise TraceError("PNG without a header")
+    if not chunks or chunks[0][0] != b"IHDR" or len(chunks[0][1]) != 13:
+        raise TraceError("PNG without a valid header")
     width, height, depth, colour, _, _, interlace = struct.unpack(
         ">IIBBBBB", chunks[0][1]
     )
     if depth != 8 or colour not in _CHANNELS or interlace != 0:
         raise TraceError("only 8-bit RGB or RGBA PNGs without interlacing")
-    try:
-        idat = b"".join(body for kind, body in chunks if kind == b"IDAT")
-        raw = zlib.decompress(idat)
-    except zlib.error as exc:
-        raise TraceError("PNG image data is damaged") from exc
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) or (
+        width * height > MAX_PIXELS
+    ):
+        raise TraceError("PNG too large for a screenshot")
     channels = _CHANNELS[colour]
+    expected = height * (width * channels + 1)
+    idat = b"".join(body for kind, body in chunks if kind == b"IDAT")
+    raw = _inflate(idat, expected)
     return Image(
         width, height, channels, _unfilter(raw, width * channels, height, channels)
     )
+
+
+def _inflate(idat: bytes, expected: int) -> bytes:
+    """The image data, never inflating past what the header declares."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(idat, expected)
+    except zlib.error as exc:
+        raise TraceError("PNG image data is damaged") from exc
+    if len(raw) != expected:
+        raise TraceError("PNG image data does not match its header")
+    return raw
 
 
 def _unfilter(raw: bytes, stride: int, height: int, bpp: int) -> list[bytes]:

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 from xinfeng.sdk import envelope
 from xinfeng.sdk.sm2 import SM2PublicKey
 from xinfeng.server.abuse import STEPS, Guard
 from xinfeng.server.config import AbuseConfig
+from xinfeng.server.serving import uvicorn_config
 
 from .conftest import HOST_ORIGIN, Provider, make_provider
 
@@ -362,8 +364,7 @@ def _free_port() -> int:
 def serving(p: Provider) -> Iterator[str]:
     """Run the provider's app in uvicorn on 127.0.0.1 for the block."""
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(p.app, host="127.0.0.1", port=port,
-                                           log_level="error"))
+    server = uvicorn.Server(uvicorn_config(p.app, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -498,3 +499,19 @@ async def _read_quota(p: Provider) -> int:
     finally:
         await storage.close()
     return values.get("quota", 0)
+
+
+@pytest.mark.parametrize("forwarded", ["6.6.6.6", "garbage", "1.1.1.1, 2.2.2.2"])
+def test_forwarded_for_from_direct_client_does_not_change_its_network(
+    tmp_path: Path, forwarded: str
+) -> None:
+    p = make_provider(tmp_path)
+    with p.client, serving(p) as url:
+        response = httpx.post(
+            f"{url}/v1/tokens",
+            json={"products": ["test-product"], "origin": HOST_ORIGIN},
+            headers={"Authorization": f"Bearer {p.credential}",
+                     "X-Forwarded-For": forwarded})
+        minted = events(p, "token_minted")
+    assert response.status_code == 200
+    assert minted[-1]["detail"]["ip"] == "127.0.0.1"
