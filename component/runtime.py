@@ -5,29 +5,14 @@ dedicated Worker where the browser cannot share one) and calls
 :func:`mount` for every container that connects, each with its own
 OffscreenCanvas, embed token and ``emit`` callback. Every mounted
 :class:`Component` runs its own handshake and holds its own session; they
-share nothing but the interpreter. A component reports only events through
-``emit`` (ready, error with a code, size): never data.
+share nothing but the interpreter. A component tells the host page events
+only through ``emit`` (ready, error with a code, size, selection with an
+item's reference): never data.
 
-Drawing goes through ``component/render.py``. Once ``render.render`` exists
-the runtime calls it for every frame::
-
-    render.render(product_id, payload, ctx, width, height, options) -> list[str]
-
-``payload`` is the opened envelope's payload, ``ctx`` the canvas's 2D
-context (already scaled to CSS pixels), ``width``/``height`` in CSS pixels;
-it returns the strings it drew (what tests read as the frame's text).
-``options`` is the component's view state, kept between frames; the
-renderer may store what it needs in it (a scroll position, a selection):
-
-- ``theme`` (``"light"`` or ``"dark"``), ``license`` (id), ``trace`` (hex
-  trace id of the response, for the watermark), ``ratio`` (device pixels
-  per CSS pixel);
-- ``event``: what caused this frame: ``None`` (first frame, resize),
-  ``{"type": "wheel", "steps": n}`` or ``{"type": "key", "key": name}``;
-- ``emit``: ``emit(type, code=None, height=None)`` to tell the host page
-  an event (the container forwards only the event types it knows).
-
-Until then the station product is drawn with ``render.StationView``.
+Drawing is ``component/render.py``'s: once the envelope is open the
+component makes a :class:`render.Frame` of the payload and asks it to draw
+each frame, to act on keys, wheel steps and clicks, and for its preferred
+height; :func:`render.render_message` draws the loading and error states.
 
 For tests and benchmarks each component keeps the text of its last frame
 (:func:`frame_text`) and how long each start-up step took (:func:`timings`).
@@ -37,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from xinfeng.sdk.envelope import Envelope
@@ -53,8 +38,6 @@ from .client import (
     fetch_product,
     open_session,
 )
-
-ROWS_PER_WHEEL_STEP = 3
 
 # What a user reads for each refusal; codes are the server's stable codes.
 ERROR_MESSAGES = {
@@ -126,41 +109,6 @@ class ComponentConfig:
         )
 
 
-def stations_from_payload(payload: Any) -> list[render.Station]:
-    """The stations of a ``gd-stations`` payload; ComponentError if malformed."""
-    try:
-        columns = list(payload["columns"])
-        index = {name: columns.index(name) for name in ("id", "county", "lon", "lat")}
-        alt_at = columns.index("alt")
-        return [_station(row, index, alt_at, len(columns)) for row in payload["rows"]]
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ComponentError("bad_payload") from exc
-
-
-def _station(
-    row: Any, index: dict[str, int], alt_at: int, width: int
-) -> render.Station:
-    if not isinstance(row, list) or len(row) != width:
-        raise ValueError("row of the wrong shape")
-    alt = row[alt_at]
-    return render.Station(
-        station_id=str(row[index["id"]]),
-        county=str(row[index["county"]]),
-        lon=float(row[index["lon"]]),
-        lat=float(row[index["lat"]]),
-        alt=None if alt is None else float(alt),
-    )
-
-
-@dataclass
-class Shown:
-    """What a component shows once its data is open."""
-
-    envelope: Envelope
-    options: dict[str, Any] = field(default_factory=dict)
-    stations: render.StationView | None = None
-
-
 class Component:
     """One mounted component: a canvas, its session and what it shows."""
 
@@ -171,14 +119,16 @@ class Component:
         emit: EmitFn,
         transport: Transport,
         server_key: Callable[[], SM2PublicKey] = pinned_server_key,
+        surface: Any = None,
     ) -> None:
         self.canvas = canvas
         self.config = config
         self.emit = emit
         self.transport = transport
         self.server_key = server_key
-        self.theme = render.THEMES.get(config.theme, render.THEMES["light"])
-        self.shown: Shown | None = None
+        # Where bitmaps come from: None is the browser's (render.py).
+        self.surface = surface
+        self.frame: render.Frame | None = None
         self.message: tuple[str, str, bool] = ("Loading …", "", False)
         self.width, self.height, self.ratio = config.width, config.height, config.ratio
         self.frame_text: list[str] = []
@@ -189,14 +139,17 @@ class Component:
         self.resize(self.width, self.height, self.ratio)
         try:
             opened = await self._load()
-            self.shown = self._show(opened)
         except ComponentError as exc:
             self.fail(exc.code)
             return
+        self.frame = render.Frame(
+            self.config.product, opened.payload, self.config.license_id, opened.trace_id
+        )
         started = time.perf_counter()
-        self.draw()
+        if not self.draw():
+            return
         self.timings["draw"] = _ms_since(started)
-        self.emit("size", None, self._preferred_height())
+        self.emit("size", None, self.frame.height(self.width / self.ratio))
         self.emit("ready")
 
     async def _load(self) -> Envelope:
@@ -217,35 +170,10 @@ class Component:
         self.timings["data"] = _ms_since(started)
         return opened
 
-    def _show(self, opened: Envelope) -> Shown:
-        options = {
-            "theme": self.config.theme,
-            "license": self.config.license_id,
-            "trace": opened.trace_id.hex(),
-            "ratio": self.ratio,
-            "event": None,
-            "emit": self.emit,
-        }
-        if hasattr(render, "render"):
-            return Shown(opened, options)
-        source = str(opened.payload.get("source", ""))
-        stations = render.StationView(
-            stations_from_payload(opened.payload),
-            self.config.license_id,
-            options["trace"],
-            source,
-        )
-        return Shown(opened, options, stations)
-
-    def _preferred_height(self) -> int:
-        shown = self.shown
-        rows = len(shown.stations.stations) if shown and shown.stations else 0
-        return render.preferred_height(self.width / self.ratio, rows)
-
     def fail(self, code: str) -> None:
         """Show the error on the canvas and tell the host page its code."""
         title = ERROR_MESSAGES.get(code, DEFAULT_ERROR)
-        self.shown = None
+        self.frame = None
         self.message = (title, f"code: {code}", True)
         self.draw()
         self.emit("error", code)
@@ -259,54 +187,42 @@ class Component:
         self.draw()
 
     def scroll(self, steps: int) -> None:
-        """Scroll by wheel steps (negative is up)."""
-        self.draw({"type": "wheel", "steps": steps})
+        """Scroll by wheel steps (positive is down)."""
+        if self.frame is not None and self.frame.scroll(steps):
+            self.draw()
 
     def key(self, name: str) -> None:
-        """Handle a navigation key."""
-        self.draw({"type": "key", "key": name})
+        """Act on a navigation key."""
+        if self.frame is not None and self.frame.key(name):
+            self.draw()
 
-    def draw(self, event: dict[str, Any] | None = None) -> None:
-        """Draw one frame and remember its text."""
+    def click(self, x: float, y: float) -> None:
+        """A click at (x, y) CSS pixels: tell the host page what it selected."""
+        ref = self.frame.click(x, y) if self.frame is not None else None
+        if ref is not None:
+            self.emit("selection", ref)
+
+    def draw(self) -> bool:
+        """Draw one frame and remember its text; False if the data cannot be."""
         ctx = self.canvas.getContext("2d")
         ctx.setTransform(self.ratio, 0, 0, self.ratio, 0, 0)
         css_w, css_h = self.width / self.ratio, self.height / self.ratio
-        if self.shown is None:
-            if event is None:
-                self.frame_text = self._draw_message(ctx, css_w, css_h)
-            return
-        self.frame_text = self._draw_product(ctx, css_w, css_h, event)
-
-    def _draw_message(self, ctx: Any, width: float, height: float) -> list[str]:
-        painter = render.Painter(ctx)
-        title, detail, is_error = self.message
-        render.draw_message(painter, title, detail, width, height, self.theme, is_error)
-        return painter.texts
-
-    def _draw_product(
-        self, ctx: Any, width: float, height: float, event: dict[str, Any] | None
-    ) -> list[str]:
-        shown = self.shown
-        assert shown is not None
-        shown.options.update(event=event, ratio=self.ratio)
-        if shown.stations is None:
-            payload = shown.envelope.payload
-            product = self.config.product
-            texts = render.render(product, payload, ctx, width, height, shown.options)
-            return list(texts)
-        _station_input(shown.stations, event)
-        painter = render.Painter(ctx)
-        render.draw_stations(painter, shown.stations, width, height, self.theme)
-        return painter.texts
-
-
-def _station_input(view: render.StationView, event: dict[str, Any] | None) -> None:
-    if event is None:
-        return
-    if event["type"] == "wheel":
-        view.scroll(int(event["steps"]) * ROWS_PER_WHEEL_STEP)
-    elif event["type"] == "key":
-        view.key(str(event["key"]))
+        if self.frame is None:
+            title, detail, is_error = self.message
+            options = {"theme": self.config.theme, "surface": self.surface}
+            self.frame_text = render.render_message(
+                ctx, css_w, css_h, options, title, detail, is_error
+            )
+            return True
+        try:
+            theme, ratio = self.config.theme, self.ratio
+            self.frame_text = self.frame.draw(
+                ctx, css_w, css_h, theme, ratio, self.surface
+            )
+        except render.PayloadError:
+            self.fail("bad_payload")
+            return False
+        return True
 
 
 # -- the runtime's entry points, called by worker.js ----------------------------
@@ -326,7 +242,12 @@ async def mount(instance: int, canvas: Any, config: Any, emit: EmitFn) -> None:
         emit,
         BrowserTransport(),
     )
-    _components[int(instance)] = component
+    await run_mounted(int(instance), component)
+
+
+async def run_mounted(instance: int, component: Component) -> None:
+    """Register ``component`` under ``instance``, then run it."""
+    _components[instance] = component
     await component.run()
 
 
@@ -336,10 +257,17 @@ def unmount(instance: int) -> None:
 
 
 def scroll(instance: int, steps: int) -> None:
-    """Scroll a component by wheel steps (negative is up)."""
+    """Scroll a component by wheel steps (positive is down)."""
     component = _components.get(int(instance))
     if component is not None:
         component.scroll(int(steps))
+
+
+def click(instance: int, x: float, y: float) -> None:
+    """A click on a component's canvas at (x, y) CSS pixels."""
+    component = _components.get(int(instance))
+    if component is not None:
+        component.click(float(x), float(y))
 
 
 def key(instance: int, name: str) -> None:
@@ -383,10 +311,16 @@ def warm_up() -> None:
     otherwise be built on the first handshake. Generates no key and keeps
     no secret: the snapshot is public, like the code it is made from.
     """
+    import sys
+
     from xinfeng.sdk import sm2
 
     from . import client  # noqa: F401
 
+    if sys.platform == "emscripten":
+        # What BrowserTransport imports on its first request: pyodide.http
+        # alone takes longer to import than a whole handshake.
+        import pyodide.http  # type: ignore[import-not-found]  # noqa: F401
     sm2._SM2P256.g_comb()
     sm2._SM2P256.g_odd()
 
@@ -397,10 +331,15 @@ def after_restore() -> None:
     The ``random`` module was seeded when the snapshot was made; reseed it
     from the browser's randomness (xinfeng draws keys from ``secrets``,
     which asks the browser each time, but other code may use ``random``).
-    Files unpacked after the restore must be found by later imports.
+    Files unpacked after the restore must be found by later imports: the
+    path finders forget the directory listings they kept. (Not
+    ``importlib.invalidate_caches()``: it imports ``importlib.metadata``,
+    which takes longer than the rest of the start.)
     """
-    import importlib
     import random
+    import sys
 
     random.seed()
-    importlib.invalidate_caches()
+    for finder in list(sys.path_importer_cache.values()):
+        if finder is not None:
+            finder.invalidate_caches()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import html
 import http.server
 import os
+import re
 import socket
 import threading
 import time
@@ -206,6 +208,72 @@ def component_texts(page: Any) -> list[str]:
 def runtime_info(container: Any) -> dict[str, Any]:
     """How the component in ``container`` is served: mode, runtime name, counts."""
     return dict(container.evaluate("self.xinfengRuntime()"))
+
+
+class BrowserTraffic:
+    """Every HTTP response of a browser whose URL matches, seen and alterable.
+
+    Playwright's ``route`` and response events reach pages and dedicated
+    Workers, not a SharedWorker; the component runtime lives in one. This
+    works one level lower, on the browser's DevTools ``Fetch`` domain, which
+    sees the requests of every target. ``mutate`` (optional) rewrites a
+    matching body before the browser reads it; ``bodies`` keeps each
+    matching URL's bodies as received.
+    """
+
+    def __init__(
+        self, browser: Any, pattern: str, mutate: Callable[[bytes], bytes] | None = None
+    ) -> None:
+        self.pattern = re.compile(pattern)
+        self.mutate = mutate
+        self.bodies: dict[str, list[bytes]] = {}
+        self.session = browser.new_browser_cdp_session()
+        self.session.on("Fetch.requestPaused", self._paused)
+        stage = [{"urlPattern": "*", "requestStage": "Response"}]
+        self.session.send("Fetch.enable", {"patterns": stage})
+
+    def _paused(self, event: dict[str, Any]) -> None:
+        request_id, url = event["requestId"], event["request"]["url"]
+        if not self.pattern.search(url) or "responseStatusCode" not in event:
+            self.session.send("Fetch.continueRequest", {"requestId": request_id})
+            return
+        reply = self.session.send("Fetch.getResponseBody", {"requestId": request_id})
+        body = reply["body"].encode()
+        body = base64.b64decode(body) if reply["base64Encoded"] else body
+        self.bodies.setdefault(url, []).append(body)
+        if self.mutate is not None:
+            body = self.mutate(body)
+        self.session.send(
+            "Fetch.fulfillRequest",
+            {
+                "requestId": request_id,
+                "responseCode": event["responseStatusCode"],
+                "responseHeaders": _plain_headers(event.get("responseHeaders", [])),
+                "body": base64.b64encode(body).decode(),
+            },
+        )
+
+    def close(self) -> None:
+        self.session.send("Fetch.disable")
+        self.session.detach()
+
+
+def _plain_headers(headers: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Response headers that still hold for a body that was decoded and altered."""
+    dropped = {"content-length", "content-encoding"}
+    return [h for h in headers if h["name"].lower() not in dropped]
+
+
+@contextlib.contextmanager
+def browser_traffic(
+    browser: Any, pattern: str, mutate: Callable[[bytes], bytes] | None = None
+) -> Iterator[BrowserTraffic]:
+    """A :class:`BrowserTraffic` for the duration of a ``with`` block."""
+    traffic = BrowserTraffic(browser, pattern, mutate)
+    try:
+        yield traffic
+    finally:
+        traffic.close()
 
 
 TIMINGS: list[tuple[str, float]] = []

@@ -6,7 +6,11 @@ stand-in state, as the lead's ``create_app`` does over the real one.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
+import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,7 @@ class FakeState:
     bundle: assets.ComponentBundle
     server_public_key: bytes
     asked: list[str] = field(default_factory=list)
+    snapshot: assets.RuntimeSnapshot | None = None
 
     async def license_origins(self, license_id: str) -> list[str] | None:
         self.asked.append(license_id)
@@ -314,3 +319,134 @@ def test_host_page_reports_a_refused_token_without_the_credential(
     assert response.status_code == 502
     assert "token_invalid" in response.text
     assert "xfc_cred" not in response.text
+
+
+# -- addresses that carry their content's digest, and the memory snapshot -----
+
+
+def container_meta(page: str) -> dict[str, str]:
+    pairs = re.findall(r'<meta name="xinfeng-([a-z0-9-]+)" content="([^"]*)">', page)
+    return dict(pairs)
+
+
+def fake_snapshot(directory: Path) -> assets.RuntimeSnapshot:
+    raw = bytes(4096) + b"interpreter memory" + bytes(9000)
+    path = directory / "runtime-test.xfsnap.gz"
+    path.write_bytes(gzip.compress(assets.pack_snapshot(raw)))
+    return assets.RuntimeSnapshot(path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def test_container_names_pyodide_worker_and_snapshot_by_digest(
+    state: FakeState,
+) -> None:
+    state.snapshot = fake_snapshot(state.pyodide_dir.parent)
+    client = TestClient(Starlette(routes=embed.routes(state)))
+    meta = container_meta(client.get("/embed/lic-a/gd-stations/").text)
+    tag = assets.pyodide_build(state.pyodide_dir).tag
+
+    assert meta["pyodide"] == f"/pyodide/{tag}/"
+    assert meta["snapshot"] == "/runtime/runtime-test.xfsnap.gz"
+    assert meta["snapshot-sha256"] == state.snapshot.sha256_hex
+    assert re.fullmatch(r"/static/component/[0-9a-f]{16}/worker\.js", meta["worker"])
+    assert re.fullmatch(r"xinfeng-[0-9a-f]{24}", meta["runtime"])
+
+
+def test_container_without_a_snapshot_names_none(client: TestClient) -> None:
+    meta = container_meta(client.get("/embed/lic-a/gd-stations/").text)
+
+    assert meta["snapshot"] == "" and meta["snapshot-sha256"] == ""
+
+
+def test_tagged_files_are_immutable_and_other_tags_are_unknown(
+    client: TestClient, state: FakeState
+) -> None:
+    meta = container_meta(client.get("/embed/lic-a/gd-stations/").text)
+    wasm = client.get(meta["pyodide"] + "pyodide.asm.wasm")
+    worker = client.get(meta["worker"])
+
+    for response in (wasm, worker):
+        assert response.status_code == 200
+        assert "immutable" in response.headers["cache-control"]
+    assert wasm.headers["content-type"] == "application/wasm"
+    csp = csp_directives(worker.headers["content-security-policy"])
+    assert csp["script-src"] == "'self' 'wasm-unsafe-eval'"
+    assert client.get("/pyodide/0000000000000000/pyodide.asm.wasm").status_code == 404
+    assert client.get("/static/component/00/worker.js").status_code == 404
+
+
+def test_snapshot_is_served_as_stored_and_kept_for_good(state: FakeState) -> None:
+    state.snapshot = fake_snapshot(state.pyodide_dir.parent)
+    client = TestClient(Starlette(routes=embed.routes(state)))
+    url = "/runtime/runtime-test.xfsnap.gz"
+
+    response = client.get(url, headers={"Accept-Encoding": "gzip"})
+    again = client.get(url, headers={"If-None-Match": response.headers["etag"]})
+
+    # Not a content encoding: the worker checks and unpacks the file itself.
+    assert "content-encoding" not in response.headers
+    assert response.content == state.snapshot.path.read_bytes()
+    assert hashlib.sha256(response.content).hexdigest() == state.snapshot.sha256_hex
+    assert "immutable" in response.headers["cache-control"]
+    assert again.status_code == 304
+    assert client.get("/runtime/runtime-other.xfsnap.gz").status_code == 404
+
+
+def test_no_snapshot_route_serves_anything_without_a_snapshot(
+    client: TestClient,
+) -> None:
+    assert client.get("/runtime/runtime-test.xfsnap.gz").status_code == 404
+
+
+def unpack_reference(packed: bytes) -> bytes:
+    """The served snapshot format, read back as docs and worker.js describe it."""
+    assert packed[:8] == b"XFSNAP1\n"
+    page, total, runs = struct.unpack_from(">III", packed, 8)
+    image = bytearray(total)
+    at = 20 + 8 * runs
+    for run in range(runs):
+        first, count = struct.unpack_from(">II", packed, 20 + 8 * run)
+        size = min(count * page, total - first * page)
+        image[first * page : first * page + size] = packed[at : at + size]
+        at += count * page
+    return bytes(image)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", bytes(10_000), b"x" * 4096, bytes(4096) + b"y" + bytes(5000) + b"z",
+     b"a" + bytes(20_000) + b"b" * 4097],
+    ids=["empty", "all-zero", "one-page", "middle", "runs"],
+)  # fmt: skip
+def test_packed_snapshot_leaves_out_zero_pages_and_reads_back(raw: bytes) -> None:
+    packed = assets.pack_snapshot(raw)
+
+    assert unpack_reference(packed) == raw
+    assert len(packed) <= 20 + len(raw) + 4096 + 8 * (len(raw) // 4096 + 1)
+
+
+def test_snapshot_key_follows_pyodide_and_code_not_the_server_key(
+    tmp_path: Path, state: FakeState
+) -> None:
+    other_key = SM2PrivateKey.generate().public_key().to_bytes()
+    other = assets.build_component_bundle(tmp_path / "other", other_key)
+    pyodide = assets.pyodide_build(state.pyodide_dir)
+    (state.pyodide_dir / "pyodide-lock.json").write_bytes(b"another build")
+    changed = assets.pyodide_build(state.pyodide_dir)
+
+    assert other.sha256_hex != state.bundle.sha256_hex
+    assert other.code_sha256_hex == state.bundle.code_sha256_hex
+    key = assets.snapshot_key(pyodide, state.bundle)
+    assert assets.snapshot_key(pyodide, other) == key
+    assert assets.snapshot_key(changed, state.bundle) != key
+
+
+def test_code_bundle_leaves_out_the_pinned_server_key(
+    state: FakeState, server_key: bytes
+) -> None:
+    with zipfile.ZipFile(state.bundle.code_path) as zf:
+        names = zf.namelist()
+        code = b"".join(zf.read(name) for name in names)
+
+    assert assets.BUILD_MODULE not in names
+    assert server_key.hex().encode() not in code
+    assert "xinfeng/component/runtime.py" in names

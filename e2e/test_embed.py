@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import re
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +30,7 @@ from xinfeng.server.storage import Storage
 from .harness import (
     PRODUCT,
     Demo,
+    browser_traffic,
     component_worker,
     frame_text,
     poll,
@@ -76,10 +78,13 @@ class Visit:
     page: Any
     worker: Any
     ready_ms: float
-    bodies: dict[str, list[bytes]] = field(default_factory=dict)
     messages: list[Any] = field(default_factory=list)
 
 
+SLOT_SETTLED = (
+    "document.querySelector('.xinfeng-slot')?.dataset.readyMs"
+    " || document.querySelector('.xinfeng-slot')?.dataset.errorCode"
+)
 RECORD_MESSAGES = """
 window.__xinfengMessages = [];
 window.addEventListener('message', (e) => window.__xinfengMessages.push(e.data));
@@ -88,22 +93,10 @@ window.addEventListener('message', (e) => window.__xinfengMessages.push(e.data))
 
 def _open_host_page(context: Any, demo: Demo) -> Visit:
     page = context.new_page()
-    responses: list[Any] = []
-    page.on("response", lambda response: responses.append(response))
     page.goto(demo.host_url + "/")
-    ready = poll(
-        lambda: page.evaluate(
-            "document.querySelector('.xinfeng-slot')?.dataset.readyMs"
-            " || document.querySelector('.xinfeng-slot')?.dataset.errorCode"
-        ),
-        timeout_s=RENDER_TIMEOUT_S,
-    )
+    ready = poll(lambda: page.evaluate(SLOT_SETTLED), timeout_s=RENDER_TIMEOUT_S)
     assert ready.isdigit(), f"component reported an error: {ready}"
     visit = Visit(page, component_worker(page), float(ready))
-    for response in responses:
-        if response.url.startswith(demo.provider_url + "/v1/"):
-            path = response.url[len(demo.provider_url) :].split("?")[0]
-            visit.bodies.setdefault(path, []).append(response.body())
     visit.messages = page.evaluate("window.__xinfengMessages")
     return visit
 
@@ -127,8 +120,6 @@ def visit(persistent_context: Any, demo: Demo) -> Iterator[Visit]:
     time.sleep(1)
     warm = _open_host_page(persistent_context, demo)
     _record("warm", warm)
-    for path, bodies in cold.bodies.items():
-        warm.bodies.setdefault(path, [])[:0] = bodies
     yield warm
     warm.page.close()
 
@@ -149,7 +140,7 @@ def _pager_moved(worker: Any, old: str) -> bool:
 
 def _page_through(visit: Visit) -> list[str]:
     """Every string the table showed while paging from the top to the end."""
-    canvas = visit.page.frame_locator("iframe").locator("canvas")
+    canvas = visit.page.frame_locator("iframe").first.locator("canvas")
     canvas.click()
     seen: list[str] = []
     for _ in range(200):
@@ -189,16 +180,41 @@ def test_component_draws_a_watermark_with_license_and_trace(
 
 
 def test_component_canvas_is_not_blank(visit: Visit) -> None:
-    shot = visit.page.locator("iframe").screenshot()
+    shot = visit.page.locator("iframe").first.screenshot()
     colours, ink = colour_stats(shot)
     assert colours > 50
     assert ink > 0.05
 
 
-def test_network_carries_no_plaintext_station_data(visit: Visit, demo: Demo) -> None:
+@pytest.fixture(scope="module")
+def api_bodies(browser: Any, demo: Demo) -> dict[str, list[bytes]]:
+    """What the provider's API sent, by path, while the host page loaded.
+
+    Recorded by the browser's DevTools: the runtime's requests come from a
+    SharedWorker, which Playwright's response events do not cover.
+    """
+    context = browser.new_context()
+    api = re.escape(demo.provider_url) + "/v1/"
+    try:
+        with browser_traffic(browser, api) as traffic:
+            page = context.new_page()
+            page.goto(demo.host_url + "/")
+            poll(lambda: page.evaluate(SLOT_SETTLED), timeout_s=RENDER_TIMEOUT_S)
+    finally:
+        context.close()
+    bodies: dict[str, list[bytes]] = {}
+    for url, received in traffic.bodies.items():
+        path = url[len(demo.provider_url) :].split("?")[0]
+        bodies.setdefault(path, []).extend(received)
+    return bodies
+
+
+def test_network_carries_no_plaintext_station_data(
+    api_bodies: dict[str, list[bytes]], demo: Demo
+) -> None:
     stations = source_stations(demo.cache_dir)
-    assert visit.bodies.get("/v1/handshake"), "no handshake response recorded"
-    assert visit.bodies.get(f"/v1/data/{PRODUCT}"), "no data response recorded"
+    assert api_bodies.get("/v1/handshake"), "no handshake response recorded"
+    assert api_bodies.get(f"/v1/data/{PRODUCT}"), "no data response recorded"
     needles = set()
     for station_id, county in stations.items():
         needles |= {
@@ -206,7 +222,7 @@ def test_network_carries_no_plaintext_station_data(visit: Visit, demo: Demo) -> 
             msgpack.packb(station_id),
             county.encode("utf-8"),
         }
-    for path, bodies in visit.bodies.items():
+    for path, bodies in api_bodies.items():
         for body in bodies:
             leaked = [n for n in needles if n in body]
             assert not leaked, f"{path} carried plaintext: {leaked[:5]}"

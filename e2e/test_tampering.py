@@ -1,8 +1,8 @@
 """What the component does with bytes that were changed on the way.
 
-Playwright sits between the Worker and the provider and alters responses;
-the component must refuse them, say so on the canvas, tell the host page
-the error code, and draw no product data.
+The test sits between the component's runtime and the provider and alters
+responses; the component must refuse them, say so on the canvas, tell the
+host page the error code, and draw no product data.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from xinfeng.sdk.envelope import HEADER_SIZE
 
-from .harness import Demo, component_worker, frame_text, poll
+from .harness import Demo, browser_traffic, component_worker, frame_text, poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,19 +35,16 @@ def _visit_with(
     browser: Any, demo: Demo, pattern: str, mutate: Mutation
 ) -> tuple[str, list[str]]:
     """Open the host page with responses matching ``pattern`` altered."""
+    # The runtime's requests come from a SharedWorker, out of reach of
+    # Playwright's own routing: the browser's DevTools alter them instead.
     context = browser.new_context()
-
-    def alter(route: Any) -> None:
-        response = route.fetch()
-        route.fulfill(response=response, body=mutate(response.body()))
-
-    context.route(re.compile(pattern), alter)
     page = context.new_page()
     try:
-        page.goto(demo.host_url + "/")
-        worker = component_worker(page)
-        outcome = poll(lambda: _slot_outcome(page), timeout_s=90)
-        return outcome, frame_text(worker)
+        with browser_traffic(browser, pattern, mutate):
+            page.goto(demo.host_url + "/")
+            worker = component_worker(page)
+            outcome = poll(lambda: _slot_outcome(page), timeout_s=90)
+            return outcome, frame_text(worker)
     finally:
         context.close()
 

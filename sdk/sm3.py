@@ -8,9 +8,19 @@ Two engines produce the same bytes:
 - many messages at once (:func:`sm3_hash_lanes`, :func:`hmac_sm3_lanes`):
   each of the eight state words of every message lives in one big integer,
   one 64-bit lane per message holding a 32-bit word. Sums of up to four words
-  stay inside their lane and are masked per lane; rotations are shifts masked
-  per lane. SM3 is sequential within a message, so the gain comes from many
-  messages: the envelope MACs its fixed-size chunks this way.
+  stay inside their lane and are masked per lane; a rotation is one
+  multiplication by ``2**32 + 1`` (which puts a copy of every word above
+  it), a shift and a mask. SM3 is sequential within a message, so the gain
+  comes from many messages: the envelope MACs its chunks this way. Messages
+  of different lengths share the lanes; each digest is read after its own
+  last block, and HMAC's outer hash takes the inner digests straight from
+  their lanes.
+
+Work that repeats is done once: a key's two HMAC key blocks, and a first
+block shared by every message of a batch (the envelope's chunk MACs and its
+final MAC all start with the same block), are compressed once and kept in
+small caches. The cached states are as secret as the key they come from and
+outlive it by a few calls at most.
 
 The standard library only: this module also runs in Pyodide.
 """
@@ -18,8 +28,9 @@ The standard library only: this module also runs in Pyodide.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
+from itertools import chain
 
 __all__ = [
     "BLOCK_SIZE",
@@ -86,39 +97,42 @@ def _padding(length: int) -> bytes:
 
 
 def _expand(block: bytes | memoryview) -> list[int]:
-    w = list(struct.unpack(">16I", block))
+    w, k, m = list(struct.unpack(">16I", block)), _DOUBLE, _M
     for j in range(16, 68):
-        y = w[j - 3]
-        x = w[j - 16] ^ w[j - 9] ^ (((y << 15) | (y >> 17)) & _M)
-        d = x | (x << 32)  # a doubled word: rotl(x, r) == d >> (32 - r)
-        y = w[j - 13]
-        w.append((x ^ (d >> 17) ^ (d >> 9) ^ (y << 7) ^ (y >> 25) ^ w[j - 6]) & _M)
+        x = w[j - 16] ^ w[j - 9] ^ ((w[j - 3] * k >> 17) & m)
+        d = x * k
+        w.append(((x ^ (d >> 17) ^ (d >> 9) ^ (w[j - 13] * k >> 25)) & m) ^ w[j - 6])
     return w
 
 
 def _compress(v: State, block: bytes | memoryview) -> State:
-    w = _expand(block)
+    # As _compress_lanes, for one message: ``a2`` is the doubled ``a``, kept
+    # because ``a`` is rotated again a round later as ``b``.
+    w, k, m = _expand(block), _DOUBLE, _M
     a, b, c, d, e, f, g, h = v
+    b2 = b * k
     for tj, wj, wj4 in zip(_T[:16], w[:16], w[4:20], strict=True):
-        a12 = ((a << 12) | (a >> 20)) & _M
-        s = (a12 + e + tj) & _M
-        ss1 = ((s << 7) | (s >> 25)) & _M
-        tt1 = ((a ^ b ^ c) + d + (ss1 ^ a12) + (wj ^ wj4)) & _M
-        tt2 = ((e ^ f ^ g) + h + ss1 + wj) & _M
-        d, c, b, a = c, ((b << 9) | (b >> 23)) & _M, a, tt1
-        h, g, f = g, ((f << 19) | (f >> 13)) & _M, e
-        x = tt2 | (tt2 << 32)
-        e = (tt2 ^ (x >> 23) ^ (x >> 15)) & _M
+        a2 = a * k
+        a12 = (a2 >> 20) & m
+        s = (a12 + e + tj) & m
+        ss1 = (s * k >> 25) & m
+        tt1 = ((a ^ b ^ c) + d + (ss1 ^ a12) + (wj ^ wj4)) & m
+        tt2 = ((e ^ f ^ g) + h + ss1 + wj) & m
+        d, c, b, a, b2 = c, (b2 >> 23) & m, a, tt1, a2
+        h, g, f = g, (f * k >> 13) & m, e
+        x = tt2 * k
+        e = (tt2 ^ (x >> 23) ^ (x >> 15)) & m
     for tj, wj, wj4 in zip(_T[16:], w[16:64], w[20:68], strict=True):
-        a12 = ((a << 12) | (a >> 20)) & _M
-        s = (a12 + e + tj) & _M
-        ss1 = ((s << 7) | (s >> 25)) & _M
-        tt1 = (((a & b) | (c & (a | b))) + d + (ss1 ^ a12) + (wj ^ wj4)) & _M
-        tt2 = ((g ^ (e & (f ^ g))) + h + ss1 + wj) & _M
-        d, c, b, a = c, ((b << 9) | (b >> 23)) & _M, a, tt1
-        h, g, f = g, ((f << 19) | (f >> 13)) & _M, e
-        x = tt2 | (tt2 << 32)
-        e = (tt2 ^ (x >> 23) ^ (x >> 15)) & _M
+        a2 = a * k
+        a12 = (a2 >> 20) & m
+        s = (a12 + e + tj) & m
+        ss1 = (s * k >> 25) & m
+        tt1 = (((a & b) | (c & (a | b))) + d + (ss1 ^ a12) + (wj ^ wj4)) & m
+        tt2 = ((g ^ (e & (f ^ g))) + h + ss1 + wj) & m
+        d, c, b, a, b2 = c, (b2 >> 23) & m, a, tt1, a2
+        h, g, f = g, (f * k >> 13) & m, e
+        x = tt2 * k
+        e = (tt2 ^ (x >> 23) ^ (x >> 15)) & m
     return (
         v[0] ^ a, v[1] ^ b, v[2] ^ c, v[3] ^ d,
         v[4] ^ e, v[5] ^ f, v[6] ^ g, v[7] ^ h,
@@ -247,43 +261,39 @@ def _lane_constants(m: int) -> tuple[int, int, tuple[int, ...]]:
     return rep, _M * rep, tuple(t * rep for t in _T)
 
 
-def _expand_lanes(w16: list[int], m: int) -> tuple[list[int], list[int]]:
-    """The words W0..W63 and W'j = Wj ^ Wj+4 of one block of every lane."""
+def _expand_lanes(w16: list[int], m: int) -> list[int]:
+    """The 68 expanded words of one block of every lane."""
     w, k = w16, _DOUBLE
     for j in range(16, 68):
         x = w[j - 16] ^ w[j - 9] ^ ((w[j - 3] * k >> 17) & m)
         d = x * k
-        y = w[j - 13] * k
-        w.append(((x ^ (d >> 17) ^ (d >> 9) ^ (y >> 25)) & m) ^ w[j - 6])
-    return w[:64], [p ^ q for p, q in zip(w[:64], w[4:68], strict=True)]
+        w.append(((x ^ (d >> 17) ^ (d >> 9) ^ (w[j - 13] * k >> 25)) & m) ^ w[j - 6])
+    return w
 
 
-def _compress_lanes(
-    v: list[int], w: list[int], wp: list[int], m: int, t: Sequence[int]
-) -> list[int]:
+def _compress_lanes(v: list[int], w: list[int], m: int, t: Sequence[int]) -> list[int]:
     # The same rounds as _compress; every value is a row of 64-bit lanes whose
-    # upper halves must be zero again before the next rotation. ``a2`` is the
-    # doubled ``a``, kept because ``a`` is rotated again a round later as ``b``.
+    # upper halves must be zero again before the next rotation.
     k = _DOUBLE
     a, b, c, d, e, f, g, h = v
     b2 = b * k
-    for tj, wj, wpj in zip(t[:16], w[:16], wp[:16], strict=True):
+    for tj, wj, wj4 in zip(t[:16], w[:16], w[4:20], strict=True):
         a2 = a * k
         a12 = (a2 >> 20) & m
         s = (a12 + e + tj) & m
         ss1 = (s * k >> 25) & m
-        tt1 = ((a ^ b ^ c) + d + (ss1 ^ a12) + wpj) & m
+        tt1 = ((a ^ b ^ c) + d + (ss1 ^ a12) + (wj ^ wj4)) & m
         tt2 = ((e ^ f ^ g) + h + ss1 + wj) & m
         d, c, b, a, b2 = c, (b2 >> 23) & m, a, tt1, a2
         h, g, f = g, (f * k >> 13) & m, e
         x = tt2 * k
         e = (tt2 ^ (x >> 23) ^ (x >> 15)) & m
-    for tj, wj, wpj in zip(t[16:], w[16:], wp[16:], strict=True):
+    for tj, wj, wj4 in zip(t[16:], w[16:64], w[20:68], strict=True):
         a2 = a * k
         a12 = (a2 >> 20) & m
         s = (a12 + e + tj) & m
         ss1 = (s * k >> 25) & m
-        tt1 = (((a & b) | (c & (a | b))) + d + (ss1 ^ a12) + wpj) & m
+        tt1 = (((a & b) | (c & (a | b))) + d + (ss1 ^ a12) + (wj ^ wj4)) & m
         tt2 = ((g ^ (e & (f ^ g))) + h + ss1 + wj) & m
         d, c, b, a, b2 = c, (b2 >> 23) & m, a, tt1, a2
         h, g, f = g, (f * k >> 13) & m, e
@@ -299,10 +309,10 @@ def _block_lanes(rows: bytes, stride: int, offset: int, m: int) -> list[int]:
     back; the block starts ``offset`` bytes into every message.
     """
     if stride == BLOCK_SIZE and m <= _STRUCT_PACK_MAX:
-        words = struct.unpack(f">{16 * m}I", rows)
+        values = struct.unpack(f">{16 * m}I", rows)
         lane_format = f">{m}Q"
         return [
-            int.from_bytes(struct.pack(lane_format, *words[k::16]), "big")
+            int.from_bytes(struct.pack(lane_format, *values[k::16]), "big")
             for k in range(16)
         ]
     size = 8 * m
@@ -332,8 +342,8 @@ def _lane_states(
     rep, mask, t = _lane_constants(m)
     v = [word * rep for word in start]
     for index, offset in enumerate(range(0, stride, BLOCK_SIZE)):
-        w, wp = _expand_lanes(_block_lanes(rows, stride, offset, m), mask)
-        v = _compress_lanes(v, w, wp, mask, t)
+        w = _expand_lanes(_block_lanes(rows, stride, offset, m), mask)
+        v = _compress_lanes(v, w, mask, t)
         yield index, v
 
 
@@ -353,31 +363,66 @@ def _padded_rows(
     Returns the rows, the stride and, by block index, the lanes whose
     message ends in that block.
     """
-    pads: dict[int, bytes] = {}
-    for n in {len(x) for x in messages}:
-        pads[n] = _padding(prefix + n)
+    lengths = [len(x) for x in messages]
+    pads = {n: _padding(prefix + n) for n in set(lengths)}
     stride = max(n + len(pad) for n, pad in pads.items())
-    pieces: list[bytes] = []
+    tails = {n: pad + bytes(stride - n - len(pad)) for n, pad in pads.items()}
+    last = {n: (n + len(pad)) // BLOCK_SIZE - 1 for n, pad in pads.items()}
     ends: dict[int, list[int]] = {}
-    for i, x in enumerate(messages):
-        pad = pads[len(x)]
-        size = len(x) + len(pad)
-        pieces += (x, pad, bytes(stride - size))
-        ends.setdefault(size // BLOCK_SIZE - 1, []).append(i)
-    return b"".join(pieces), stride, ends
+    for i, n in enumerate(lengths):
+        ends.setdefault(last[n], []).append(i)
+    pieces = zip(messages, [tails[n] for n in lengths], strict=True)
+    rows = b"".join(chain.from_iterable(pieces))
+    return rows, stride, ends
+
+
+def _lane_mask(lanes: Sequence[int], m: int) -> int:
+    """Ones over the 32-bit word of each lane in ``lanes``."""
+    return sum(_M << (64 * (m - 1 - lane)) for lane in lanes)
+
+
+def _final_lanes(start: State, prefix: int, messages: Sequence[bytes]) -> list[int]:
+    """The lane states after each message's own last block."""
+    m = len(messages)
+    rows, stride, ends = _padded_rows(prefix, messages)
+    final = [0] * 8
+    for index, v in _lane_states(start, rows, stride, m):
+        lanes = ends.get(index)
+        if lanes is not None and len(lanes) == m:
+            return v
+        if lanes is not None:
+            mask = _lane_mask(lanes, m)
+            final = [f | (x & mask) for f, x in zip(final, v, strict=True)]
+    return final
+
+
+def _digest_list(v: list[int], m: int) -> list[bytes]:
+    words = _words_from_lanes(v, m)
+    return [words[i : i + DIGEST_SIZE] for i in range(0, len(words), DIGEST_SIZE)]
 
 
 def _hash_batch(start: State, prefix: int, messages: Sequence[bytes]) -> list[bytes]:
     """Digests of messages hashed side by side in lanes."""
+    return _digest_list(_final_lanes(start, prefix, messages), len(messages))
+
+
+# The second half of HMAC's outer block: the padding of a 32-byte digest that
+# follows the 64-byte key block, as eight words.
+_OUTER_TAIL = struct.unpack(">8I", _padding(BLOCK_SIZE + DIGEST_SIZE))
+
+
+def _hmac_batch(
+    inner: State, outer: State, prefix: int, messages: Sequence[bytes]
+) -> list[bytes]:
+    """HMACs of messages side by side; the inner states feed the outer hash
+    without leaving their lanes (its block is the inner digest, then padding).
+    """
     m = len(messages)
-    rows, stride, ends = _padded_rows(prefix, messages)
-    out = [b""] * m
-    for index, v in _lane_states(start, rows, stride, m):
-        if index in ends:
-            words = _words_from_lanes(v, m)
-            for i in ends[index]:
-                out[i] = words[DIGEST_SIZE * i : DIGEST_SIZE * (i + 1)]
-    return out
+    rep, mask, t = _lane_constants(m)
+    inner_digests = _final_lanes(inner, prefix, messages)
+    w = _expand_lanes(inner_digests + [word * rep for word in _OUTER_TAIL], mask)
+    v = _compress_lanes([word * rep for word in outer], w, mask, t)
+    return _digest_list(v, m)
 
 
 def _batches(blocks: Sequence[int]) -> list[list[int]]:
@@ -399,8 +444,13 @@ def _batches(blocks: Sequence[int]) -> list[list[int]]:
     return batches
 
 
-def _hash_many(start: State, prefix: int, messages: Sequence[bytes]) -> list[bytes]:
-    """Digests of bytes ``messages`` from ``start`` after ``prefix`` bytes."""
+Batch = Callable[[Sequence[bytes]], list[bytes]]
+
+
+def _in_batches(
+    prefix: int, messages: Sequence[bytes], one: Callable[[bytes], bytes], many: Batch
+) -> list[bytes]:
+    """``one`` or ``many`` over batches of messages with similar block counts."""
     if not messages:
         return []
     blocks = [(prefix + len(x) + 8) // BLOCK_SIZE for x in messages]
@@ -408,12 +458,22 @@ def _hash_many(start: State, prefix: int, messages: Sequence[bytes]) -> list[byt
     for batch in _batches(blocks):
         members = [messages[i] for i in batch]
         if len(batch) < _LANE_MIN_MESSAGES:
-            digests = [_hash_from(start, prefix, x) for x in members]
+            digests = [one(x) for x in members]
         else:
-            digests = _hash_batch(start, prefix, members)
+            digests = many(members)
         for i, digest in zip(batch, digests, strict=True):
             out[i] = digest
     return out
+
+
+def _hash_many(start: State, prefix: int, messages: Sequence[bytes]) -> list[bytes]:
+    """Digests of bytes ``messages`` from ``start`` after ``prefix`` bytes."""
+    return _in_batches(
+        prefix,
+        messages,
+        lambda x: _hash_from(start, prefix, x),
+        lambda batch: _hash_batch(start, prefix, batch),
+    )
 
 
 def sm3_hash_lanes(messages: Sequence[bytes]) -> list[bytes]:
@@ -448,4 +508,11 @@ def hmac_sm3_lanes(key: bytes, messages: Sequence[bytes]) -> list[bytes]:
     if first is not None:
         inner, prefix = _absorbed(inner, first), 2 * BLOCK_SIZE
         messages = [x[BLOCK_SIZE:] for x in messages]
-    return _hash_many(outer, BLOCK_SIZE, _hash_many(inner, prefix, messages))
+
+    def one(x: bytes) -> bytes:
+        return _hash_from(outer, BLOCK_SIZE, _hash_from(inner, prefix, x))
+
+    def many(batch: Sequence[bytes]) -> list[bytes]:
+        return _hmac_batch(inner, outer, prefix, batch)
+
+    return _in_batches(prefix, messages, one, many)

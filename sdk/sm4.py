@@ -112,10 +112,15 @@ def _data_bytes(value: bytes) -> bytes:
 
 
 def _round_keys(key: bytes) -> list[int]:
+    # The key schedule's tau and L' written out: every response has a fresh
+    # key, so this runs once per envelope.
     k = [w ^ f for w, f in zip(struct.unpack(">4I", key), _FK, strict=True)]
-    for i in range(32):
-        b = _tau(k[i + 1] ^ k[i + 2] ^ k[i + 3] ^ _CK[i])
-        k.append(k[i] ^ b ^ _rotl(b, 13) ^ _rotl(b, 23))
+    sbox, m = _SBOX, _M32
+    for i, ck in enumerate(_CK):
+        x = (k[i + 1] ^ k[i + 2] ^ k[i + 3] ^ ck).to_bytes(4, "big")
+        b = int.from_bytes(x.translate(sbox), "big")
+        d = b | (b << 32)  # a doubled word: rotl(b, r) == d >> (32 - r)
+        k.append(k[i] ^ b ^ ((d >> 19) & m) ^ ((d >> 9) & m))
     return k[4:]
 
 

@@ -90,7 +90,7 @@ WORKER_CSP = (
     "connect-src 'self'; base-uri 'none'"
 )
 WORKER_HEADERS = {**STATIC_HEADERS, "Content-Security-Policy": WORKER_CSP}
-SNAPSHOT_MEDIA_TYPE = "application/octet-stream"
+SNAPSHOT_MEDIA_TYPE = "application/gzip"
 
 
 class EmbedState(Protocol):
@@ -226,25 +226,12 @@ class Runtime:
         }
 
 
-def _accepts_gzip(request: Request) -> bool:
-    value = request.headers.get("accept-encoding", "")
-    return any(part.split(";")[0].strip() == "gzip" for part in value.split(","))
-
-
 def _serve_snapshot(request: Request, snapshot: RuntimeSnapshot) -> Response:
     etag = f'"{snapshot.sha256_hex[:32]}"'
-    headers = {
-        **BASE_HEADERS,
-        **IMMUTABLE_HEADERS,
-        "ETag": etag,
-        "Vary": "Accept-Encoding",
-    }
+    headers = {**BASE_HEADERS, **IMMUTABLE_HEADERS, "ETag": etag}
     if etag in _if_none_match(request):
         return Response(status_code=304, headers=headers)
-    path = snapshot.path
-    if _accepts_gzip(request) and snapshot.gzip_path.is_file():
-        path, headers["Content-Encoding"] = snapshot.gzip_path, "gzip"
-    return FileResponse(path, media_type=SNAPSHOT_MEDIA_TYPE, headers=headers)
+    return FileResponse(snapshot.path, media_type=SNAPSHOT_MEDIA_TYPE, headers=headers)
 
 
 def routes(state: Any) -> list[BaseRoute]:
@@ -311,6 +298,10 @@ def routes(state: Any) -> list[BaseRoute]:
     async def snapshot_file(request: Request) -> Response:
         snapshot = runtime.snapshot
         if snapshot is None or request.path_params["name"] != snapshot.name:
+            return _not_found()
+        # Another provider sharing the cache may have pruned it meanwhile;
+        # the worker then boots without a snapshot.
+        if not snapshot.path.is_file():
             return _not_found()
         return _serve_snapshot(request, snapshot)
 

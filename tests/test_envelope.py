@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from tests.vectors import load, unhex
 from xinfeng.sdk import envelope, wire
 from xinfeng.sdk.errors import EnvelopeError, ProtocolError, SessionInvalid
 from xinfeng.sdk.sm2 import SM2PrivateKey
@@ -61,6 +62,46 @@ def envelope_reference(key: bytes, counter: int, plaintext: bytes) -> bytes:
     final = (prefix + b"\x01" + struct.pack(">I", len(chunks))
              + summed.to_bytes(32, "big"))
     return header + ct + hmac_reference(mac, final)
+
+
+WORKED = load("envelope")["vectors"][0]
+
+
+def test_seal_reproduces_the_worked_example_of_the_spec() -> None:
+    payload = wire.unpack(unhex(WORKED["plaintext"]), LIMITS)
+    sealed_now = envelope.seal(
+        unhex(WORKED["session_key"]),
+        WORKED["counter"],
+        payload,
+        trace_id=unhex(WORKED["trace_id"]),
+        iv=unhex(WORKED["iv"]),
+    )
+    assert sealed_now == unhex(WORKED["envelope"])
+
+
+def test_worked_example_keys_and_chunk_size_follow_the_spec() -> None:
+    keys = envelope.response_keys(unhex(WORKED["session_key"]), WORKED["counter"])
+    length = len(unhex(WORKED["plaintext"]))
+    assert keys == (unhex(WORKED["kenc"]), unhex(WORKED["kmac"]))
+    assert envelope.chunk_size(length) == WORKED["chunk_size"]
+
+
+def test_open_reads_the_worked_example_of_the_spec() -> None:
+    key, sealed_bytes = unhex(WORKED["session_key"]), unhex(WORKED["envelope"])
+    opened = envelope.open_envelope(key, sealed_bytes, WORKED["counter"], LIMITS)
+    assert wire.pack(opened.payload) == unhex(WORKED["plaintext"])
+
+
+@pytest.mark.parametrize(
+    ("length", "size"),
+    [(0, 32), (1023, 32), (1024, 32), (2047, 32), (4096, 64), (65536, 256),
+     (65541, 256), (1 << 20, 1024), (16 << 20, 4096)],
+)
+def test_chunk_size_is_the_power_of_two_near_the_square_root(
+    length: int, size: int
+) -> None:
+    assert envelope.chunk_size(length) == size
+    assert reference_chunk_size(length) == size
 
 
 def sealed(payload: object, counter: int = 7) -> bytes:

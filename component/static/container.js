@@ -10,7 +10,10 @@
 const meta = (name) =>
   document.querySelector(`meta[name="${name}"]`)?.getAttribute('content') ?? '';
 
-const EVENT_TYPES = new Set(['ready', 'error', 'size']);
+const EVENT_TYPES = new Set(['ready', 'error', 'size', 'selection']);
+// A selection names the item a person clicked (a station number, a date),
+// never its values; the loader checks the same shape.
+const REF = /^[^\u0000-\u001f\u007f<>]{1,64}$/;
 const SCROLL_KEYS = new Set(['ArrowDown', 'ArrowUp', 'PageDown', 'PageUp', 'Home', 'End']);
 // A SharedWorker that cannot start here fails with an error event; this only
 // bounds a runtime that neither answers nor fails.
@@ -37,6 +40,10 @@ function notifyHost(type, detail) {
   if (window.parent === window) return;
   const message = { source: 'xinfeng', type };
   if (typeof detail.code === 'string') message.code = detail.code;
+  if (type === 'selection') {
+    if (typeof detail.ref !== 'string' || !REF.test(detail.ref)) return;
+    message.ref = detail.ref;
+  }
   if (Number.isFinite(detail.height)) message.height = Math.round(detail.height);
   window.parent.postMessage(message, parentOrigin());
 }
@@ -98,8 +105,9 @@ async function dedicatedRuntime() {
     type: 'module',
     name: meta('xinfeng-runtime'),
   });
+  const port = await greeted(worker, worker);
   worker.addEventListener('error', () => notifyHost('error', { code: 'worker_failed' }));
-  return { port: await greeted(worker, worker), mode: 'dedicated' };
+  return { port, mode: 'dedicated' };
 }
 
 async function openRuntime(preferred) {
@@ -130,6 +138,9 @@ function forwardInput(canvas, port) {
     event.preventDefault();
     port.postMessage({ type: 'scroll', dy: Math.sign(event.deltaY) });
   }, { passive: false });
+  canvas.addEventListener('click', (event) => {
+    port.postMessage({ type: 'click', x: event.offsetX, y: event.offsetY });
+  });
   canvas.addEventListener('keydown', (event) => {
     if (!SCROLL_KEYS.has(event.key)) return;
     event.preventDefault();
@@ -138,7 +149,9 @@ function forwardInput(canvas, port) {
   new ResizeObserver(() => {
     port.postMessage({ type: 'resize', ...canvasSize(canvas) });
   }).observe(canvas);
-  window.addEventListener('pagehide', () => port.postMessage({ type: 'unmount' }));
+  window.addEventListener('pagehide', (event) => {
+    if (!event.persisted) port.postMessage({ type: 'unmount' });
+  });
 }
 
 // Under automation only: what the component drew, its timings and how its

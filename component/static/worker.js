@@ -4,18 +4,19 @@
 // build) or, where the browser cannot share one, as a dedicated Worker per
 // container. Each connection is one component: the container sends its
 // OffscreenCanvas and embed token in a 'mount' message, then input; the
-// runtime answers with events only (ready, error, size). Pyodide boots once,
-// from a memory snapshot when the provider has one.
+// runtime answers with events only (ready, error, size, selection). Pyodide
+// boots once, from a memory snapshot when the provider has one.
 
 // Pyodide hangs silently when something (a CSP, a missing file) blocks it,
 // so the boot has a deadline; the runtime's requests have their own.
 const BOOT_TIMEOUT_MS = 30000;
 const FONT = '16px system-ui, sans-serif';
-const INPUT_TYPES = new Set(['scroll', 'key', 'resize']);
+const INPUT_TYPES = new Set(['scroll', 'key', 'click', 'resize']);
 
 const shared = typeof SharedWorkerGlobalScope === 'function'
   && self instanceof SharedWorkerGlobalScope;
-const timings = {};
+// performance.now() marks of the boot; timeOrigin relates them to others.
+const timings = { timeOrigin: performance.timeOrigin };
 let runtimePromise = null;
 let nextInstance = 1;
 let connections = 0;
@@ -39,11 +40,6 @@ function hex(buffer) {
   return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-function base64FromHex(text) {
-  const bytes = text.match(/../g).map((pair) => parseInt(pair, 16));
-  return btoa(String.fromCharCode(...bytes));
-}
-
 async function fetchBundle(bundle) {
   if (!bundle.url.startsWith('/component/')) throw new BootError('bundle_invalid');
   const response = await fetch(bundle.url, { credentials: 'omit' });
@@ -54,39 +50,110 @@ async function fetchBundle(bundle) {
   return data;
 }
 
-// The browser checks the snapshot against its digest as it arrives (SRI):
-// a snapshot is code, like the bundle.
+// The served snapshot is gzipped and leaves out the zero pages of the
+// interpreter's memory (see xinfeng.server.assets.pack_snapshot). It is
+// checked against its digest before anything reads it: a snapshot is code.
 async function fetchSnapshot(snapshot) {
-  const response = await fetch(snapshot.url, {
-    credentials: 'omit',
-    integrity: `sha256-${base64FromHex(snapshot.sha256)}`,
-  });
+  const response = await fetch(snapshot.url, { credentials: 'omit' });
   if (!response.ok) throw new BootError('snapshot_unavailable');
-  const data = new Uint8Array(await response.arrayBuffer());
+  const packed = await response.arrayBuffer();
+  const digest = hex(await crypto.subtle.digest('SHA-256', packed));
+  if (digest !== snapshot.sha256) throw new BootError('snapshot_mismatch');
+  const stream = new Blob([packed]).stream().pipeThrough(new DecompressionStream('gzip'));
+  const image = await unpackSnapshot(stream.getReader());
   timings.snapshotFetched = performance.now();
-  return data;
+  return image;
 }
 
-async function startPyodide(boot, useSnapshot) {
-  const { loadPyodide } = await import(`${boot.pyodide}pyodide.mjs`);
-  const options = { indexURL: new URL(boot.pyodide, self.location.href).href };
-  if (useSnapshot) options._loadSnapshot = fetchSnapshot(boot.snapshot);
+// Reads exactly `size` bytes from a stream of byte chunks into `into`.
+class ChunkReader {
+  constructor(reader) {
+    this.reader = reader;
+    this.chunk = new Uint8Array(0);
+  }
+
+  async read(size, into = new Uint8Array(size)) {
+    let filled = 0;
+    while (filled < size) {
+      if (this.chunk.length === 0) {
+        const { done, value } = await this.reader.read();
+        if (done) throw new BootError('snapshot_invalid');
+        this.chunk = value;
+      }
+      const take = Math.min(size - filled, this.chunk.length);
+      into.set(this.chunk.subarray(0, take), filled);
+      this.chunk = this.chunk.subarray(take);
+      filled += take;
+    }
+    return into;
+  }
+}
+
+// Puts the kept pages where they belong, straight from the decompressor,
+// so the unpacked copy never exists next to the image.
+async function unpackSnapshot(reader) {
+  const input = new ChunkReader(reader);
+  const header = await input.read(20);
+  const view = new DataView(header.buffer);
+  const magic = new TextDecoder().decode(header.subarray(0, 8));
+  if (magic !== 'XFSNAP1\n') throw new BootError('snapshot_invalid');
+  const [page, total, runs] = [view.getUint32(8), view.getUint32(12), view.getUint32(16)];
+  const table = new DataView((await input.read(8 * runs)).buffer);
+  const image = new Uint8Array(total);
+  for (let run = 0; run < runs; run += 1) {
+    const start = table.getUint32(8 * run) * page;
+    const size = table.getUint32(8 * run + 4) * page;
+    const kept = Math.min(size, total - start);
+    await input.read(kept, image.subarray(start, start + kept));
+    if (kept < size) await input.read(size - kept);
+  }
+  return image;
+}
+
+// Pyodide loads its 1.2 MB JavaScript half only once it has the snapshot;
+// importing it here lets both arrive side by side.
+async function startPyodide(boot, snapshot) {
+  const [{ loadPyodide }, asm] = await Promise.all([
+    import(`${boot.pyodide}pyodide.mjs`),
+    import(`${boot.pyodide}pyodide.asm.mjs`),
+  ]);
+  timings.pyodideImported = performance.now();
+  const options = {
+    indexURL: new URL(boot.pyodide, self.location.href).href,
+    createPyodideModule: asm.default,
+  };
+  if (snapshot) options._loadSnapshot = snapshot;
   return loadPyodide(options);
 }
 
 // A snapshot that cannot be fetched or restored costs time, not the
 // component: the runtime then boots the ordinary way.
 async function startPyodideFast(boot) {
-  if (!boot.snapshot) return { pyodide: await startPyodide(boot, false), restored: false };
+  if (!boot.snapshot) return { pyodide: await startPyodide(boot, null), restored: false };
   try {
-    return { pyodide: await startPyodide(boot, true), restored: true };
+    const snapshot = fetchSnapshot(boot.snapshot);
+    const pyodide = await startPyodide(boot, snapshot);
+    // Pyodide keeps the promise it restored from, and with it the image
+    // (31 MB): detaching the image's buffer gives that memory back.
+    (await snapshot).buffer.transfer?.(0);
+    return { pyodide, restored: true };
   } catch (error) {
     console.warn('xinfeng: memory snapshot not usable, booting without it:', error);
-    return { pyodide: await startPyodide(boot, false), restored: false };
+    return { pyodide: await startPyodide(boot, null), restored: false };
+  }
+}
+
+// The addresses come from the container page; the runtime loads code from
+// nowhere else than these places on its own origin.
+function checkBoot(boot) {
+  const snapshot = boot.snapshot ? boot.snapshot.url : '/runtime/';
+  if (!boot.pyodide.startsWith('/pyodide/') || !snapshot.startsWith('/runtime/')) {
+    throw new BootError('boot_invalid');
   }
 }
 
 async function loadRuntime(boot) {
+  checkBoot(boot);
   timings.start = performance.now();
   const [{ pyodide, restored }, bundle] = await Promise.all([
     startPyodideFast(boot),
@@ -102,8 +169,6 @@ async function loadRuntime(boot) {
   return { pyodide, runtime };
 }
 
-// Every container of a page shares one boot; a failed boot is retried by
-// the next container rather than remembered.
 function runtimeFor(boot) {
   runtimePromise ??= withDeadline(loadRuntime(boot), 'boot_timeout').catch((error) => {
     runtimePromise = null;
@@ -141,6 +206,16 @@ function configFor(message) {
   };
 }
 
+// When each of the runtime's files arrived (performance.now() marks).
+function resourceTimings() {
+  return performance.getEntriesByType('resource').map((entry) => ({
+    name: entry.name.split('/').pop(),
+    start: Math.round(entry.startTime),
+    end: Math.round(entry.responseEnd),
+    bytes: entry.transferSize,
+  }));
+}
+
 // One connected container: its canvas, its id in the runtime, its port.
 class Connection {
   constructor(port) {
@@ -153,9 +228,11 @@ class Connection {
     connections += 1;
   }
 
-  emit(type, code, height) {
+  // From Python: emit('ready'), emit('error', code), emit('size', null,
+  // height), emit('selection', ref).
+  emit(type, detail, height) {
     const message = { type };
-    if (typeof code === 'string') message.code = code;
+    if (typeof detail === 'string') message[type === 'selection' ? 'ref' : 'code'] = detail;
     if (Number.isFinite(height)) message.height = height;
     this.port.postMessage(message);
   }
@@ -195,6 +272,9 @@ class Connection {
     if (!runtime) return;
     if (message.type === 'scroll') runtime.scroll(this.instance, Number(message.dy) || 0);
     if (message.type === 'key') runtime.key(this.instance, String(message.key));
+    if (message.type === 'click') {
+      runtime.click(this.instance, Number(message.x) || 0, Number(message.y) || 0);
+    }
     if (message.type === 'resize') {
       const { width, height, ratio } = message;
       runtime.resize(this.instance, Number(width), Number(height), Number(ratio));
@@ -218,7 +298,7 @@ class Connection {
     if (what === 'timings') {
       const asObject = { dict_converter: Object.fromEntries };
       const steps = runtime ? fromPython(runtime.timings(this.instance), asObject) : {};
-      return { ...timings, ...this.timings, ...steps };
+      return { ...timings, ...this.timings, ...steps, resources: resourceTimings() };
     }
     return {
       shared,
