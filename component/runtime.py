@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from xinfeng.sdk.envelope import Envelope
+from xinfeng.sdk.envelope import ClientSession, Envelope
 from xinfeng.sdk.errors import InvalidKey
 from xinfeng.sdk.sm2 import SM2PublicKey
 
@@ -133,6 +133,7 @@ class Component:
         self.width, self.height, self.ratio = config.width, config.height, config.ratio
         self.frame_text: list[str] = []
         self.timings: dict[str, float] = {}
+        self.session: ClientSession | None = None
 
     async def run(self) -> None:
         """Handshake, fetch, open and draw; show the refusal when there is one."""
@@ -162,6 +163,7 @@ class Component:
             self.transport, self.config.token, self.config.env, server_key, clock_ms
         )
         self.timings["handshake"] = _ms_since(started)
+        self.session = session
         self.message = ("Loading data …", "", False)
         self.draw()
         started = time.perf_counter()
@@ -169,6 +171,26 @@ class Component:
         opened = await fetch_product(self.transport, session, product, clock_ms)
         self.timings["data"] = _ms_since(started)
         return opened
+
+    async def refresh(self) -> None:
+        """Fetch the product again on the open session and redraw it.
+
+        A refusal (a suspended, frozen or revoked licence, an expired
+        session) replaces the view with its message at this very request.
+        """
+        if self.session is None:
+            return
+        product = self.config.product
+        try:
+            opened = await fetch_product(self.transport, self.session, product,
+                                         clock_ms)
+        except ComponentError as exc:
+            self.fail(exc.code)
+            return
+        self.frame = render.Frame(
+            product, opened.payload, self.config.license_id, opened.trace_id
+        )
+        self.draw()
 
     def fail(self, code: str) -> None:
         """Show the error on the canvas and tell the host page its code."""
@@ -254,6 +276,13 @@ async def run_mounted(instance: int, component: Component) -> None:
 def unmount(instance: int) -> None:
     """Forget a component whose container went away."""
     _components.pop(int(instance), None)
+
+
+async def refresh(instance: int) -> None:
+    """Fetch a component's data again (the host page asked for it)."""
+    component = _components.get(int(instance))
+    if component is not None:
+        await component.refresh()
 
 
 def scroll(instance: int, steps: int) -> None:

@@ -101,6 +101,10 @@
     element.replaceChildren(frame);
     return {
       frame,
+      // Ask the component to fetch its data again.
+      refresh() {
+        frame.contentWindow?.postMessage({ source: 'xinfeng-host', type: 'refresh' }, origin);
+      },
       unmount() {
         clearTimeout(timer);
         window.removeEventListener('message', onMessage);
@@ -136,6 +140,10 @@
           this.pending = false;
           if (this.isConnected) this.remount();
         });
+      }
+
+      refresh() {
+        if (this.mounted) this.mounted.refresh();
       }
 
       remount() {

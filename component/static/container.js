@@ -152,6 +152,12 @@ function forwardInput(canvas, port) {
   window.addEventListener('pagehide', (event) => {
     if (!event.persisted) port.postMessage({ type: 'unmount' });
   });
+  // The host page may ask for fresh data; it can ask nothing else.
+  window.addEventListener('message', (event) => {
+    const data = event.data;
+    if (event.source !== window.parent || !data || data.source !== 'xinfeng-host') return;
+    if (data.type === 'refresh') port.postMessage({ type: 'refresh' });
+  });
 }
 
 // Under automation only: what the component drew, its timings and how its

@@ -45,7 +45,8 @@ function mountSlot(slot, params) {
   slot.dataset.startedMs = String(Math.round(performance.now()));
   delete slot.dataset.readyMs;
   delete slot.dataset.errorCode;
-  window.xinfeng.mount(slot, slotOptions(slot, params));
+  // Keep the handle: the page can ask the component for fresh data.
+  slot.xinfengMount = window.xinfeng.mount(slot, slotOptions(slot, params));
   showStatus(slot, 'loading …', false);
 }
 

@@ -1,0 +1,77 @@
+"""A licensor suspends a licence while its component is open.
+
+The component's very next data request is refused, and the component
+replaces its view with a clear message; after the licensor resumes the
+licence, the next request is served again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .harness import REPO, Demo, component_frames, frame_text, poll
+
+STATIONS = ".xinfeng-slot[data-product='gd-stations']"
+READY_TIMEOUT_S = 240
+
+
+def licensor(demo: Demo, *args: str) -> str:
+    """Run an ``xinfeng license`` command on the demo's data, like a licensor."""
+    cmd = [sys.executable, "-m", "xinfeng.server.cli", "license", *args,
+           "--data-dir", str(demo.data_dir)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                          timeout=60, check=True)
+    return done.stdout
+
+
+def slot_state(page: Any) -> dict[str, Any]:
+    return dict(page.evaluate(
+        f"(() => {{ const s = document.querySelector(\"{STATIONS}\");"
+        " return {ready: s.dataset.readyMs || null,"
+        " error: s.dataset.errorCode || null}; })()"))
+
+
+def refresh(page: Any) -> None:
+    page.evaluate(f"document.querySelector(\"{STATIONS}\").xinfengMount.refresh()")
+
+
+def stations_texts(page: Any) -> list[str]:
+    for frame in component_frames(page):
+        if "/gd-stations/" in frame.url:
+            return frame_text(frame)
+    return []
+
+
+@pytest.fixture
+def stations_page(browser: Any, demo: Demo) -> Iterator[Any]:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(demo.host_url + "/")
+    poll(lambda: slot_state(page)["ready"], READY_TIMEOUT_S, every_s=0.25)
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def test_suspension_stops_open_component_at_next_request(
+    stations_page: Any, demo: Demo
+) -> None:
+    page = stations_page
+    assert "57988" in stations_texts(page)
+    licensor(demo, "suspend", demo.license_id, "--reason", "e2e: contract review")
+    try:
+        refresh(page)
+        poll(lambda: slot_state(page)["error"] == "license_suspended", 60)
+        shown = poll(lambda: [t for t in stations_texts(page)
+                              if "suspended" in t], 30)
+        assert any("licence suspended" in text for text in shown)
+        assert "57988" not in stations_texts(page)
+    finally:
+        licensor(demo, "resume", demo.license_id, "--reason", "e2e: review done")
+    refresh(page)
+    poll(lambda: "57988" in stations_texts(page), 60)
