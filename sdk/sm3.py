@@ -106,37 +106,8 @@ def _expand(block: bytes | memoryview) -> list[int]:
 
 
 def _compress(v: State, block: bytes | memoryview) -> State:
-    # As _compress_lanes, for one message: ``a2`` is the doubled ``a``, kept
-    # because ``a`` is rotated again a round later as ``b``.
-    w, k, m = _expand(block), _DOUBLE, _M
-    a, b, c, d, e, f, g, h = v
-    b2 = b * k
-    for tj, wj, wj4 in zip(_T[:16], w[:16], w[4:20], strict=True):
-        a2 = a * k
-        a12 = (a2 >> 20) & m
-        s = (a12 + e + tj) & m
-        ss1 = (s * k >> 25) & m
-        tt1 = ((a ^ b ^ c) + d + (ss1 ^ a12) + (wj ^ wj4)) & m
-        tt2 = ((e ^ f ^ g) + h + ss1 + wj) & m
-        d, c, b, a, b2 = c, (b2 >> 23) & m, a, tt1, a2
-        h, g, f = g, (f * k >> 13) & m, e
-        x = tt2 * k
-        e = (tt2 ^ (x >> 23) ^ (x >> 15)) & m
-    for tj, wj, wj4 in zip(_T[16:], w[16:64], w[20:68], strict=True):
-        a2 = a * k
-        a12 = (a2 >> 20) & m
-        s = (a12 + e + tj) & m
-        ss1 = (s * k >> 25) & m
-        tt1 = (((a & b) | (c & (a | b))) + d + (ss1 ^ a12) + (wj ^ wj4)) & m
-        tt2 = ((g ^ (e & (f ^ g))) + h + ss1 + wj) & m
-        d, c, b, a, b2 = c, (b2 >> 23) & m, a, tt1, a2
-        h, g, f = g, (f * k >> 13) & m, e
-        x = tt2 * k
-        e = (tt2 ^ (x >> 23) ^ (x >> 15)) & m
-    return (
-        v[0] ^ a, v[1] ^ b, v[2] ^ c, v[3] ^ d,
-        v[4] ^ e, v[5] ^ f, v[6] ^ g, v[7] ^ h,
-    )  # fmt: skip
+    # One message is one lane of 32 bits: the same rounds as the lanes.
+    return tuple(_compress_lanes(list(v), _expand(block), _M, _T))  # type: ignore[return-value]
 
 
 def _compress_all(v: State, blocks: bytes) -> State:
