@@ -7,11 +7,7 @@ download cache, and launches Debian's Chromium through Playwright.
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,77 +15,19 @@ from typing import Any
 import pytest
 
 from .harness import (
-    CACHE_DIR,
+    ABUSE,
     CHROMIUM,
-    REPO,
-    START_TIMEOUT_S,
     TIMINGS,
     Demo,
-    free_port,
-    http_status,
     launch_options,
+    running_demo,
 )
-
-
-def _wait_until_up(
-    process: subprocess.Popen[bytes], urls: list[str], log: Path
-) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"xinfeng demo exited early:\n{log.read_text()[-4000:]}")
-        if all(http_status(url) == 200 for url in urls):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"xinfeng demo did not start:\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    data_dir = tmp_path_factory.mktemp("xinfeng-data")
-    provider_port, host_port = free_port(), free_port()
-    log_path = data_dir / "demo.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "xinfeng.server.cli",
-        "demo",
-        "--provider-port",
-        str(provider_port),
-        "--host-port",
-        str(host_port),
-        "--data-dir",
-        str(data_dir),
-        "--cache-dir",
-        str(CACHE_DIR),
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    provider_url = f"http://127.0.0.1:{provider_port}"
-    host_url = f"http://127.0.0.1:{host_port}"
-    try:
-        _wait_until_up(
-            process,
-            [f"{provider_url}/embed/loader.js", f"{host_url}/static/host.js"],
-            log_path,
-        )
-        saved = json.loads((data_dir / "demo-license.json").read_text())
-        yield Demo(
-            provider_url,
-            host_url,
-            data_dir,
-            CACHE_DIR,
-            saved["license_id"],
-            saved["credential"],
-            log_path,
-        )
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_demo(tmp_path_factory.mktemp("xinfeng-data")) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +66,10 @@ def persistent_context(
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if ABUSE:
+        terminalreporter.section("xinfeng abuse scenarios")
+        for line in ABUSE:
+            terminalreporter.write_line(line)
     if TIMINGS:
         terminalreporter.section("xinfeng browser timings")
         for what, ms in TIMINGS:

@@ -6,9 +6,12 @@ import base64
 import contextlib
 import html
 import http.server
+import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -282,3 +285,55 @@ TIMINGS: list[tuple[str, float]] = []
 def record_timing(what: str, milliseconds: float) -> None:
     """Keep a measurement for the summary at the end of the test run."""
     TIMINGS.append((what, milliseconds))
+
+
+ABUSE: list[str] = []
+
+
+def record_abuse(line: str) -> None:
+    """Keep what an abuser got before it was stopped, for the summary."""
+    ABUSE.append(line)
+
+
+def _wait_until_up(
+    process: subprocess.Popen[bytes], urls: list[str], log: Path
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"xinfeng demo exited early:\n{log.read_text()[-4000:]}")
+        if all(http_status(url) == 200 for url in urls):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"xinfeng demo did not start:\n{log.read_text()[-4000:]}")
+
+
+@contextlib.contextmanager
+def running_demo(data_dir: Path) -> Iterator[Demo]:
+    """``xinfeng demo`` in a subprocess on free 127.0.0.1 ports, with its own
+    data directory (keys, database, demo licence) and the shared cache."""
+    provider_port, host_port = free_port(), free_port()
+    log_path = data_dir / "demo.log"
+    cmd = [sys.executable, "-m", "xinfeng.server.cli", "demo",
+           "--provider-port", str(provider_port), "--host-port", str(host_port),
+           "--data-dir", str(data_dir), "--cache-dir", str(CACHE_DIR)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    provider_url = f"http://127.0.0.1:{provider_port}"
+    host_url = f"http://127.0.0.1:{host_port}"
+    try:
+        _wait_until_up(
+            process,
+            [f"{provider_url}/embed/loader.js", f"{host_url}/static/host.js"],
+            log_path,
+        )
+        saved = json.loads((data_dir / "demo-license.json").read_text())
+        yield Demo(provider_url, host_url, data_dir, CACHE_DIR,
+                   saved["license_id"], saved["credential"], log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
