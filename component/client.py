@@ -12,7 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from xinfeng.sdk.envelope import ClientHandshake, ClientSession, Envelope
+from xinfeng.sdk.envelope import (
+    HIDDEN_HEADER,
+    ClientHandshake,
+    ClientSession,
+    Envelope,
+)
 from xinfeng.sdk.errors import EnvelopeError, XinfengError
 from xinfeng.sdk.sm2 import SM2PublicKey
 from xinfeng.sdk.wire import Limits
@@ -105,14 +110,21 @@ async def fetch_product(
     product: str,
     clock_ms: Callable[[], int],
     query: str = "",
+    hidden: bool = False,
 ) -> Envelope:
-    """Request one product and open its envelope; ComponentError otherwise."""
+    """Request one product and open its envelope; ComponentError otherwise.
+
+    ``hidden`` says the page was not visible when the request was made.
+    """
     if not _PRODUCT_RE.fullmatch(product):
         raise ComponentError("product_denied")
     path = DATA_PATH + product
     auth = session.sign("GET", path, query, clock_ms())
     url = f"{path}?{query}" if query else path
-    reply = await transport.request("GET", url, auth.headers(), None)
+    headers = auth.headers()
+    if hidden:
+        headers[HIDDEN_HEADER] = "1"
+    reply = await transport.request("GET", url, headers, None)
     if reply.status != 200:
         raise server_error(reply)
     try:

@@ -134,6 +134,7 @@ class Component:
         self.frame_text: list[str] = []
         self.timings: dict[str, float] = {}
         self.session: ClientSession | None = None
+        self.hidden = bool(config.env.get("hidden", False))
 
     async def run(self) -> None:
         """Handshake, fetch, open and draw; show the refusal when there is one."""
@@ -168,7 +169,8 @@ class Component:
         self.draw()
         started = time.perf_counter()
         product = self.config.product
-        opened = await fetch_product(self.transport, session, product, clock_ms)
+        opened = await fetch_product(self.transport, session, product, clock_ms,
+                                     hidden=self.hidden)
         self.timings["data"] = _ms_since(started)
         return opened
 
@@ -183,7 +185,7 @@ class Component:
         product = self.config.product
         try:
             opened = await fetch_product(self.transport, self.session, product,
-                                         clock_ms)
+                                         clock_ms, hidden=self.hidden)
         except ComponentError as exc:
             self.fail(exc.code)
             return
@@ -283,6 +285,13 @@ async def refresh(instance: int) -> None:
     component = _components.get(int(instance))
     if component is not None:
         await component.refresh()
+
+
+def visibility(instance: int, hidden: bool) -> None:
+    """The component's page was hidden or shown again."""
+    component = _components.get(int(instance))
+    if component is not None:
+        component.hidden = bool(hidden)
 
 
 def scroll(instance: int, steps: int) -> None:

@@ -257,6 +257,10 @@ class ClientHandshake:
 
 # -- data requests ----------------------------------------------------------
 
+# Sent as "1" on a data request made while the component's page is hidden.
+# Not covered by the MAC: an abuse hint about honest browsers, no more.
+HIDDEN_HEADER = "X-Xf-Hidden"
+
 
 def request_transcript(
     method: str, path: str, query: str, counter: int, ts: int
@@ -474,6 +478,7 @@ def new_session_secrets() -> tuple[bytes, bytes]:
 
 
 __all__ = [
+    "HIDDEN_HEADER",
     "ClientHandshake",
     "ClientSession",
     "Envelope",

@@ -4,7 +4,10 @@ Signals, each about a subject (a session, a license, an embed token or a
 client network):
 
 - ``rate_limited``: a rate limit or the daily quota refused a request;
-- ``throttle_ignored``: a request arrived while the license was throttled;
+- ``refusals_ignored``: one session (tokens and handshakes: one network)
+  kept calling after rate limits refused it, ``ignored_refusals`` 429s in
+  one strike window (a component calls again when its user asks);
+- ``throttle_ignored``: the same, while the license was throttled;
 - ``enumeration``: a session (or a license, per product) walks a numeric or
   date query parameter in one direction, as when paging, walking station
   ids, tiles or time ranges in order;
@@ -52,6 +55,7 @@ from starlette.requests import Request
 
 from xinfeng.license.model import License
 from xinfeng.license.tokens import EmbedToken
+from xinfeng.sdk.envelope import HIDDEN_HEADER
 from xinfeng.sdk.errors import (
     LicenseFrozen,
     ProtocolError,
@@ -71,7 +75,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HIDDEN_HEADER = "X-Xf-Hidden"
 HEADLESS_MARKERS = ("headless", "phantomjs", "selenium")
 MAX_WALK_PARAMS = 4
 MAX_PARAM_VALUE = 64
@@ -357,10 +360,10 @@ class Guard:
     async def admit_token(self, lic: License, ip: str) -> None:
         """Minting an embed token for ``lic`` from ``ip``."""
         now = await self._start()
-        await self._check_hold(lic.license_id, now)
-        await self._admit(lic.license_id,
-                          self.limiter.mint_buckets(lic.license_id, network_of(ip)),
-                          now)
+        net = network_of(ip)
+        await self._check_hold(lic.license_id, now, "n:" + net)
+        buckets = self.limiter.mint_buckets(lic.license_id, net)
+        await self._admit(lic.license_id, buckets, now, "n:" + net)
 
     async def admit_session(
         self, lic: License, token: EmbedToken, env: Mapping[str, Any], ip: str,
@@ -369,7 +372,7 @@ class Guard:
         """A handshake with ``token`` from ``ip`` reporting ``env``."""
         now = await self._start()
         net = network_of(ip)
-        await self._check_hold(lic.license_id, now)
+        await self._check_hold(lic.license_id, now, "n:" + net)
         signals = self._env_signals(env, request.headers.get("user-agent", ""), net)
         signals += await self._token_signals(token, net)
         self._raise_on_hold(
@@ -378,7 +381,7 @@ class Guard:
         slot = await self.limiter.open_slot(lic, token.jti, net, now, ttl_ms)
         try:
             buckets = self.limiter.handshake_buckets(subject_digest(token.jti), net)
-            await self._admit(lic.license_id, buckets, now)
+            await self._admit(lic.license_id, buckets, now, "n:" + net)
         except XinfengError:
             await self.store.release_slot(slot)
             raise
@@ -393,9 +396,9 @@ class Guard:
                                            session.session_id, net, now)
         self._raise_on_hold(
             await self.ladder.escalate(lic.license_id, signals, now), now)
-        buckets = self.limiter.data_buckets(
-            lic, subject_digest(session.session_id), net, now)
-        await self._admit(lic.license_id, buckets, now)
+        digest = subject_digest(session.session_id)
+        buckets = self.limiter.data_buckets(lic, digest, net, now)
+        await self._admit(lic.license_id, buckets, now, "s:" + digest)
 
     async def note_refusal(
         self, request: Request, exc: XinfengError, license_id: str | None
@@ -444,30 +447,57 @@ class Guard:
                                    self.ladder.leak_per_ms)
         return now
 
-    async def _check_hold(self, license_id: str, now_ms: int) -> None:
-        await self._enforce(license_id, await self.store.active_hold(license_id,
-                                                                     now_ms), now_ms)
+    async def _check_hold(self, license_id: str, now_ms: int, subject: str) -> None:
+        hold = await self.store.active_hold(license_id, now_ms)
+        await self._enforce(license_id, hold, now_ms, subject)
 
-    async def _enforce(self, license_id: str, hold: Hold | None, now_ms: int) -> None:
+    async def _enforce(
+        self, license_id: str, hold: Hold | None, now_ms: int, subject: str
+    ) -> None:
+        """Refuse the request when the license is on hold; count it when
+        the hold is a throttle."""
         if hold is None:
             return
         if hold.kind == "throttle":
-            ignored = Signal("throttle_ignored", "l:" + license_id)
-            hold = await self.ladder.escalate(license_id, [ignored], now_ms) or hold
+            hold = await self._refused(license_id, "throttle_ignored", subject,
+                                       now_ms) or hold
         raise hold_error(hold, now_ms)
+
+    async def _refused(
+        self, license_id: str, signal: str, subject: str, now_ms: int
+    ) -> Hold | None:
+        """Count a 429 sent to ``subject``; at the window's
+        ``ignored_refusals``-th, ``signal`` (it kept calling through them).
+
+        Windows are fixed slices of ``strike_cooldown_s``, so the signal
+        can fire once per subject and window however fast the requests
+        come. Returns the hold the signal put on the license, if any.
+        """
+        window_ms = self.ladder.cooldown_ms
+        window = now_ms // window_ms
+        count = await self.store.bump(
+            "refused", f"{license_id}|{signal}|{subject}|{window}",
+            (window + 1) * window_ms)
+        if count != self.cfg.ignored_refusals:
+            return None
+        return await self.ladder.escalate(
+            license_id, [Signal(signal, subject, {"refused": count})], now_ms)
 
     def _raise_on_hold(self, hold: Hold | None, now_ms: int) -> None:
         if hold is not None:
             raise hold_error(hold, now_ms)
 
     async def _admit(
-        self, license_id: str, buckets: Sequence[Bucket], now_ms: int
+        self, license_id: str, buckets: Sequence[Bucket], now_ms: int, subject: str
     ) -> None:
+        """Take one request from every bucket, or refuse it with 429."""
         if await self.store.admit(buckets, license_id, now_ms):
             return
         denied, retry_s = await self.limiter.denial(buckets, now_ms)
         signals = [Signal("rate_limited", bucket_subject(b)) for b in denied]
         hold = await self.ladder.escalate(license_id, signals, now_ms)
+        hold = hold or await self._refused(license_id, "refusals_ignored", subject,
+                                           now_ms)
         hold = hold or await self.store.active_hold(license_id, now_ms)
         if hold is not None:
             raise hold_error(hold, now_ms)
@@ -510,7 +540,7 @@ class Guard:
             self.store.record_activity(license_id, [session, lic], now_ms, net,
                                        hidden, cfg.window, expires),
             self._walks(request, (session, lic), product, now_ms, expires))
-        await self._enforce(license_id, hold, now_ms)
+        await self._enforce(license_id, hold, now_ms, session)
         return self._activity_signals(activity, session) + walks
 
     def _activity_signals(

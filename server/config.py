@@ -17,7 +17,8 @@ def wall_clock_ms() -> int:
 # How much each abuse signal adds to a license's suspicion score.
 DEFAULT_SIGNAL_WEIGHTS: tuple[tuple[str, float], ...] = (
     ("rate_limited", 1.0),
-    ("throttle_ignored", 2.0),
+    ("refusals_ignored", 5.0),
+    ("throttle_ignored", 5.0),
     ("enumeration", 3.0),
     ("regular_timing", 3.0),
     ("token_networks", 3.0),
@@ -43,9 +44,12 @@ class AbuseConfig:
     Timing and enumeration look at the last ``window`` requests of a
     session or license, and only at requests less than
     ``pattern_max_gap_s`` apart (slower pulling is bounded by the daily
-    quota instead). Each signal adds its weight to the license's suspicion
-    score at most once per ``strike_cooldown_s`` for one subject; the score
-    leaks ``forgive_per_minute``. At ``alert_at`` an alert goes out, at
+    quota instead). A session (for tokens and handshakes: a client network)
+    that gets ``ignored_refusals`` 429s within one ``strike_cooldown_s``
+    window keeps calling through them, which is a signal of its own. Each
+    signal adds its weight to the license's suspicion score at most once
+    per ``strike_cooldown_s`` for one subject; the score leaks
+    ``forgive_per_minute``. At ``alert_at`` an alert goes out, at
     ``throttle_at`` the license gets 429s for ``throttle_s``, at
     ``freeze_at`` it is frozen for ``freeze_s``. Revocation is never
     automatic. Alerts are POSTed to ``webhook_url`` (http or https) when
@@ -70,6 +74,7 @@ class AbuseConfig:
     token_extra_sessions: int = 3
     hidden_requests: int = 5
     replays: int = 2
+    ignored_refusals: int = 30
     weights: tuple[tuple[str, float], ...] = DEFAULT_SIGNAL_WEIGHTS
     alert_at: float = 2.0
     throttle_at: float = 5.0
@@ -94,6 +99,8 @@ class AbuseConfig:
             raise ValueError("need 0 < alert_at <= throttle_at <= freeze_at")
         if self.window < 3 or self.webhook_timeout_s <= 0:
             raise ValueError("window must be at least 3, timeouts positive")
+        if self.ignored_refusals < 2:
+            raise ValueError("ignored_refusals must be at least 2")
 
     def weight(self, signal: str) -> float:
         """The suspicion a signal adds; 0 for a signal not listed."""

@@ -299,7 +299,7 @@ def replay_twice(p: Provider) -> None:
 def test_ladder_climbs_from_observe_to_freeze_and_thaws(tmp_path: Path) -> None:
     p = make_provider(tmp_path)
     with p.client:
-        use_abuse_config(p, alert_at=2, throttle_at=4, freeze_at=7, throttle_s=60,
+        use_abuse_config(p, alert_at=2, throttle_at=4, freeze_at=5.5, throttle_s=60,
                          freeze_s=600, forgive_per_minute=0.1)
         session, token = lift_session(p), mint(p).json()["token"]
         replay_twice(p)
@@ -332,10 +332,12 @@ def _step(p: Provider) -> str:
 def test_every_ladder_step_is_in_the_audit_log_in_order(tmp_path: Path) -> None:
     p = make_provider(tmp_path)
     with p.client:
-        use_abuse_config(p, alert_at=2, throttle_at=4, freeze_at=5.5)
+        use_abuse_config(p, alert_at=2, throttle_at=4, freeze_at=5.5,
+                         ignored_refusals=2)
         for _ in range(2):
             replay_twice(p)
         p.clock.advance(1)
+        mint(p)
         mint(p)
         kinds = [(e["kind"], e["outcome"]) for e in events(p)
                  if e["kind"].startswith(("abuse_", "license_t", "license_f"))]
@@ -346,6 +348,62 @@ def test_every_ladder_step_is_in_the_audit_log_in_order(tmp_path: Path) -> None:
         ("abuse_signal", "throttle_ignored"), ("license_frozen", "ok"),
         ("abuse_alert", "freeze"),
     ]
+
+
+def _ladder_kinds(p: Provider) -> list[tuple[str, str]]:
+    return [(e["kind"], e["outcome"]) for e in events(p)
+            if e["kind"] in ("abuse_signal", "license_throttled", "license_frozen")]
+
+
+def test_a_session_calling_through_its_429s_is_throttled_then_frozen(
+    tmp_path: Path,
+) -> None:
+    p = make_provider(tmp_path)
+    with p.client:
+        use_abuse_config(p, session_burst=1, session_per_minute=60,
+                         ignored_refusals=5)
+        session = lift_session(p)
+        codes = [code(r) if r.status_code != 200 else "ok"
+                 for r in (fetch(p, session) for _ in range(11))]
+        kinds = _ladder_kinds(p)
+        detail = events(p, "abuse_signal")[1]["detail"]
+    # Served once; refused by the session bucket 5 times (the 5th raises
+    # refusals_ignored: 1 + 5 >= throttle_at); refused by the throttle 5
+    # times (the 5th raises throttle_ignored: 11 >= freeze_at).
+    assert codes == ["ok"] + ["rate_limited"] * 9 + ["license_frozen"]
+    assert kinds == [
+        ("abuse_signal", "rate_limited"), ("abuse_signal", "refusals_ignored"),
+        ("license_throttled", "ok"), ("abuse_signal", "throttle_ignored"),
+        ("license_frozen", "ok"),
+    ]
+    assert detail["refused"] == 5 and detail["subject"].startswith("s:")
+
+
+def test_a_few_requests_during_a_throttle_are_not_a_signal(p: Provider) -> None:
+    use_abuse_config(p, ignored_refusals=5)
+    session = lift_session(p)
+    _hold(p, "throttle", seconds=90)
+    codes = {code(fetch(p, session)) for _ in range(4)}
+    assert codes == {"rate_limited"}
+    assert signals(p) == []
+    assert run(p, frozen_until(p.state.storage, p.clock())) == {}
+
+
+def test_429s_are_counted_afresh_in_each_strike_window(tmp_path: Path) -> None:
+    p = make_provider(tmp_path)
+    with p.client:
+        use_abuse_config(p, session_burst=1, session_per_minute=1,
+                         ignored_refusals=5, strike_cooldown_s=60)
+        session = lift_session(p)
+        p.clock.advance(60 - (p.clock() // 1000) % 60 - 10)
+        for _ in range(5):
+            fetch(p, session)  # served, then 4 refused in this window
+        p.clock.advance(20)
+        for _ in range(4):
+            fetch(p, session)  # 4 refused in the next window
+        assert "refusals_ignored" not in signals(p)
+        fetch(p, session)
+        assert signals(p).count("refusals_ignored") == 1
 
 
 def test_frozen_license_is_refused_everywhere_until_the_freeze_ends(

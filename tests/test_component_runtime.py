@@ -62,6 +62,7 @@ class Provider:
 
     def __init__(self) -> None:
         self.sessions: dict[bytes, bytes] = {}
+        self.data_headers: list[Mapping[str, str]] = []
 
     async def request(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes | None
@@ -76,6 +77,7 @@ class Provider:
                 request, SERVER_KEY, sid, key, now, now
             )
             return HttpReply(200, reply)
+        self.data_headers.append(dict(headers))
         auth = envelope.RequestAuth.from_headers(
             {k.lower(): v for k, v in headers.items()}
         )
@@ -178,3 +180,17 @@ def test_a_click_on_an_item_tells_the_host_its_reference_only() -> None:
         assert [e for e in events if e[0] == "selection"] == [("selection", ref)]
     finally:
         runtime.unmount(501)
+
+
+def test_data_requests_made_while_the_page_is_hidden_say_so() -> None:
+    mounted = component([], "token-h")
+    asyncio.run(runtime.run_mounted(501, mounted))
+    try:
+        runtime.visibility(501, True)
+        asyncio.run(runtime.refresh(501))
+        runtime.visibility(501, False)
+        asyncio.run(runtime.refresh(501))
+    finally:
+        runtime.unmount(501)
+    seen = [h.get(envelope.HIDDEN_HEADER) for h in mounted.transport.data_headers]
+    assert seen == [None, "1", None]

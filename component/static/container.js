@@ -149,6 +149,9 @@ function forwardInput(canvas, port) {
   new ResizeObserver(() => {
     port.postMessage({ type: 'resize', ...canvasSize(canvas) });
   }).observe(canvas);
+  document.addEventListener('visibilitychange', () => {
+    port.postMessage({ type: 'visibility', hidden: document.hidden });
+  });
   window.addEventListener('pagehide', (event) => {
     if (!event.persisted) port.postMessage({ type: 'unmount' });
   });

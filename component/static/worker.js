@@ -11,7 +11,7 @@
 // so the boot has a deadline; the runtime's requests have their own.
 const BOOT_TIMEOUT_MS = 30000;
 const FONT = '16px system-ui, sans-serif';
-const INPUT_TYPES = new Set(['scroll', 'key', 'click', 'resize', 'refresh']);
+const INPUT_TYPES = new Set(['scroll', 'key', 'click', 'resize', 'refresh', 'visibility']);
 
 const shared = typeof SharedWorkerGlobalScope === 'function'
   && self instanceof SharedWorkerGlobalScope;
@@ -273,6 +273,7 @@ class Connection {
     if (message.type === 'scroll') runtime.scroll(this.instance, Number(message.dy) || 0);
     if (message.type === 'key') runtime.key(this.instance, String(message.key));
     if (message.type === 'refresh') runtime.refresh(this.instance);
+    if (message.type === 'visibility') runtime.visibility(this.instance, message.hidden === true);
     if (message.type === 'click') {
       runtime.click(this.instance, Number(message.x) || 0, Number(message.y) || 0);
     }
