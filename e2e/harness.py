@@ -132,7 +132,13 @@ class _RoguePage(http.server.BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def rogue_site(frame_url: str) -> Iterator[str]:
     """A third origin on 127.0.0.1 serving a page that frames ``frame_url``."""
-    handler = type("Rogue", (_RoguePage,), {"frame_url": frame_url})
+    with _site(type("Rogue", (_RoguePage,), {"frame_url": frame_url})) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _site(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1; its origin."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -141,6 +147,72 @@ def rogue_site(frame_url: str) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _CopySite(http.server.BaseHTTPRequestHandler):
+    """A copy of the provider's component on another origin.
+
+    ``/`` frames the copied container page; every other address is fetched
+    from the provider and passed on, less the container's
+    Content-Security-Policy (whose frame-ancestors would refuse the copy).
+    """
+
+    provider = ""
+    frame_path = ""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path == "/":
+            body = (
+                "<!doctype html><title>copied component</title>"
+                f'<iframe id="copy" src="{html.escape(self.frame_path)}"'
+                ' width="800" height="560"></iframe>'
+            ).encode()
+            self._answer(200, {"Content-Type": "text/html; charset=utf-8"}, body)
+            return
+        self._forward(None)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._forward(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+    def _forward(self, body: bytes | None) -> None:
+        keep = ("content-type", "origin", "user-agent", "referer")
+        headers = {k: v for k, v in self.headers.items() if k.lower() in keep}
+        headers.update({k: v for k, v in self.headers.items()
+                        if k.lower().startswith("x-xf-")})
+        request = urllib.request.Request(self.provider + self.path, data=body,
+                                         headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                status, got, data = reply.status, reply.headers, reply.read()
+        except urllib.error.HTTPError as refused:
+            status, got, data = refused.code, refused.headers, refused.read()
+        drop = ("content-security-policy", "content-length", "connection",
+                "transfer-encoding", "date", "server")
+        self._answer(status, {k: v for k, v in got.items()
+                              if k.lower() not in drop}, data)
+
+    def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@contextlib.contextmanager
+def copy_site(provider_url: str, container_url: str) -> Iterator[str]:
+    """A third origin on 127.0.0.1 serving a copy of the component that
+    ``container_url`` (on ``provider_url``) names, framed by its own page."""
+    frame_path = container_url.removeprefix(provider_url)
+    handler = type("Copy", (_CopySite,), {"provider": provider_url,
+                                          "frame_path": frame_path})
+    with _site(handler) as url:
+        yield url
 
 
 def poll(

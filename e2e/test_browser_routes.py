@@ -37,11 +37,17 @@ class FakeState:
     bundle: assets.ComponentBundle
     server_public_key: bytes
     asked: list[str] = field(default_factory=list)
+    foreign: list[tuple[str, str, str]] = field(default_factory=list)
     snapshot: assets.RuntimeSnapshot | None = None
 
     async def license_origins(self, license_id: str) -> list[str] | None:
         self.asked.append(license_id)
         return ORIGINS.get(license_id)
+
+    async def note_foreign_embedder(
+        self, request: object, license_id: str, product: str, embedder: str
+    ) -> None:
+        self.foreign.append((license_id, product, embedder))
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +90,25 @@ def test_container_frame_ancestors_are_the_license_origins(client: TestClient) -
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(("headers", "noted"), [
+    ({"Referer": "http://rogue.test/page", "Sec-Fetch-Dest": "iframe"},
+     [("lic-a", "gd-stations", "http://rogue.test")]),
+    ({"Referer": "https://maps.example.org/x"}, []),
+    ({"Referer": HOST + "/dash"}, []),
+    ({"Referer": "http://rogue.test/", "Sec-Fetch-Dest": "document"}, []),
+    ({"Referer": "not a url"}, []),
+    ({}, []),
+])
+def test_container_framed_on_an_unlisted_origin_is_noted(
+    client: TestClient, state: FakeState, headers: dict[str, str],
+    noted: list[tuple[str, str, str]],
+) -> None:
+    response = client.get("/embed/lic-a/gd-stations/", headers=headers)
+
+    assert response.status_code == 200
+    assert state.foreign == noted
 
 
 def test_container_page_has_no_inline_script_or_style(client: TestClient) -> None:

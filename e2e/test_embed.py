@@ -32,6 +32,7 @@ from .harness import (
     Demo,
     browser_traffic,
     component_worker,
+    copy_site,
     frame_text,
     poll,
     record_timing,
@@ -271,6 +272,36 @@ def test_container_framed_by_unlicensed_origin_renders_nothing(
     fetched = [u for u in requests if u.startswith(demo.provider_url)]
     container = f"{demo.provider_url}/embed/{demo.license_id}/{PRODUCT}/"
     assert [u.split("#")[0] for u in fetched] == [container]
+    noted = [e for e in _stored_events(demo, "embed_refused")
+             if e["detail"].get("embedder") == rogue]
+    assert [(e["outcome"], e["license_id"]) for e in noted] == [
+        ("origin_denied", demo.license_id)]
+    assert noted[0]["detail"]["ip"] == "127.0.0.1"
+
+
+def test_copy_of_the_component_on_another_origin_gets_no_data_and_is_logged(
+    browser: Any, demo: Demo
+) -> None:
+    token = mint_token(demo.provider_url, demo.credential, [PRODUCT], demo.host_url)
+    opened_before = len(_stored_events(demo, "session_opened"))
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        with copy_site(demo.provider_url, demo.container_url(token)) as copy:
+            page.goto(copy + "/")
+            frame = poll(lambda: next((f for f in page.frames
+                                       if f.url.startswith(copy + "/embed/")), None))
+            # The copy runs: its worker boots and asks for a session.
+            poll(lambda: "licence not valid for this site" in frame_text(frame),
+                 240, every_s=0.5)
+    finally:
+        context.close()
+    refused = [e for e in _stored_events(demo, "session_refused")
+               if e["detail"].get("origin") == copy]
+    assert [(e["outcome"], e["license_id"]) for e in refused] == [
+        ("origin_denied", demo.license_id)]
+    assert refused[0]["detail"]["ip"] == "127.0.0.1"
+    assert len(_stored_events(demo, "session_opened")) == opened_before
 
 
 def test_token_replayed_from_wrong_origin_is_refused_and_logged(demo: Demo) -> None:
@@ -282,6 +313,7 @@ def test_token_replayed_from_wrong_origin_is_refused_and_logged(demo: Demo) -> N
         "build": "0" * 64,
         "hidden": False,
     }
+    before = len(_stored_events(demo, "session_refused"))
     body = ClientHandshake(token, env).request(int(time.time() * 1000))
     request = urllib.request.Request(
         demo.provider_url + "/v1/handshake",
@@ -294,9 +326,9 @@ def test_token_replayed_from_wrong_origin_is_refused_and_logged(demo: Demo) -> N
 
     assert refused.value.code == 403
     assert b'"origin_denied"' in refused.value.read()
-    refusals = _stored_events(demo, "session_refused")
-    assert [e["outcome"] for e in refusals if e["license_id"] == demo.license_id] == [
-        "origin_denied"
+    refusals = _stored_events(demo, "session_refused")[before:]
+    assert [(e["outcome"], e["license_id"]) for e in refusals] == [
+        ("origin_denied", demo.license_id)
     ]
     poll(lambda: "session_refused refused: origin_denied" in demo.log_text(), 10)
 

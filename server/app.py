@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount
 
 from xinfeng.license.jwt_sm2 import KeyLookup
-from xinfeng.sdk.errors import LicenseError, XinfengError
+from xinfeng.sdk.errors import LicenseError, OriginDenied, XinfengError
 
 from . import admin, api, audit_api
 from .abuse import Guard
@@ -64,6 +64,13 @@ class AppState:
         except LicenseError:
             return None
         return list(lic.origins)
+
+    async def note_foreign_embedder(
+        self, request: Request, license_id: str, product: str, embedder: str
+    ) -> None:
+        """Log a container requested for a frame on an unlisted origin."""
+        await api.refuse(self, request, "embed_refused", OriginDenied(), license_id,
+                         {"product": product, "embedder": embedder})
 
 
 def error_response(exc: XinfengError) -> JSONResponse:

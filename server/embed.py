@@ -24,12 +24,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from xinfeng.license.origins import normalize_origin_pattern
+from xinfeng.license.origins import check_origin, normalize_origin_pattern
 from xinfeng.sdk.errors import OriginDenied
 
 from .assets import (
@@ -104,6 +105,10 @@ class EmbedState(Protocol):
     # built one, read with getattr.
 
     async def license_origins(self, license_id: str) -> list[str] | None: ...
+
+    async def note_foreign_embedder(
+        self, request: Request, license_id: str, product: str, embedder: str
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,27 @@ def container_csp(origins: list[str]) -> str:
     return f"{CONTAINER_CSP}; frame-ancestors {frame_ancestors(origins)}"
 
 
+def foreign_embedder(request: Request, origins: list[str]) -> str | None:
+    """The origin of a page framing the container that the license does not
+    list, from the request's ``Referer``; None when listed or unknown.
+
+    The browser refuses such a frame by ``frame-ancestors`` either way;
+    this makes the attempt visible to the provider. Only frame loads are
+    read, and a host page may send no ``Referer`` at all.
+    """
+    if request.headers.get("sec-fetch-dest", "iframe") != "iframe":
+        return None
+    parts = urlsplit(request.headers.get("referer", ""))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    embedder = f"{parts.scheme}://{parts.netloc}"[:256]
+    try:
+        check_origin(embedder, origins, allow_wildcard=True)
+    except OriginDenied:
+        return embedder
+    return None
+
+
 def render_container(template: str, values: Mapping[str, str]) -> str:
     """Fill the container template's ``{{name}}`` slots, HTML-escaped."""
     for key, value in values.items():
@@ -259,6 +285,10 @@ def routes(state: Any) -> list[BaseRoute]:
         origins = await embed_state.license_origins(license_id)
         if origins is None:
             return _not_found()
+        embedder = foreign_embedder(request, origins)
+        if embedder is not None:
+            await embed_state.note_foreign_embedder(request, license_id, product,
+                                                    embedder)
         values = {"license": license_id, "product": product, **runtime.values()}
         page = render_container(template, values)
         headers = {
