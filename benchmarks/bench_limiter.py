@@ -67,6 +67,9 @@ class NullGuard:
     async def admit_data(self, *args: Any) -> None:
         pass
 
+    async def admit_renewal(self, *args: Any) -> None:
+        pass
+
     async def note_refusal(self, *args: Any) -> None:
         pass
 

@@ -24,6 +24,8 @@ from xinfeng.sdk.wire import Limits
 
 HANDSHAKE_PATH = "/v1/handshake"
 DATA_PATH = "/v1/data/"
+RENEW_PATH = "/v1/renew"
+RENEWAL_LIMITS = Limits(max_bytes=256, max_items=4, max_str=32, max_bin=0)
 PAYLOAD_LIMITS = Limits(
     max_bytes=8 * 1024 * 1024, max_items=200_000, max_str=4096, max_bin=4096
 )
@@ -131,6 +133,25 @@ async def fetch_product(
         return session.open(reply.body, auth, PAYLOAD_LIMITS)
     except EnvelopeError as exc:
         raise ComponentError("bad_envelope") from exc
+
+
+async def renew_session(
+    transport: Transport, session: ClientSession, clock_ms: Callable[[], int]
+) -> None:
+    """Extend ``session`` (the server checks the licence again); the new
+    expiry comes sealed to the session. ComponentError when refused."""
+    auth = session.sign("POST", RENEW_PATH, "", clock_ms())
+    reply = await transport.request("POST", RENEW_PATH, auth.headers(), b"")
+    if reply.status != 200:
+        raise server_error(reply)
+    try:
+        payload = session.open(reply.body, auth, RENEWAL_LIMITS).payload
+    except EnvelopeError as exc:
+        raise ComponentError("bad_envelope") from exc
+    expires = payload.get("expires_ms") if isinstance(payload, dict) else None
+    if type(expires) is not int or expires < session.expires_ms:
+        raise ComponentError("bad_payload")
+    session.expires_ms = expires
 
 
 class BrowserTransport:

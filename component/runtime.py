@@ -14,14 +14,21 @@ component makes a :class:`render.Frame` of the payload and asks it to draw
 each frame, to act on keys, wheel steps and clicks, and for its preferred
 height; :func:`render.render_message` draws the loading and error states.
 
+A session lives a few minutes. A mounted component renews it shortly
+before it ends (:meth:`Component.keep_alive`), and before a request when
+it is about to end; each renewal has the server check the licence again,
+so a suspended or expired licence stops an open component at the latest
+then (and at once for any data request).
+
 For tests and benchmarks each component keeps the text of its last frame
 (:func:`frame_text`) and how long each start-up step took (:func:`timings`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +44,13 @@ from .client import (
     environment_report,
     fetch_product,
     open_session,
+    renew_session,
 )
+
+# Renew a session this long before it ends; never wait less than the floor
+# between two renewals (a server with a very short session life).
+RENEW_BEFORE_MS = 60_000
+MIN_RENEW_WAIT_MS = 5_000
 
 # What a user reads for each refusal; codes are the server's stable codes.
 ERROR_MESSAGES = {
@@ -51,7 +64,7 @@ ERROR_MESSAGES = {
     "session_invalid": "session expired — reload the page",
     "replay": "session expired — reload the page",
     "rate_limited": "too many requests — try again later",
-    "frozen": "licence temporarily frozen",
+    "license_frozen": "licence temporarily frozen",
     "unavailable": "service temporarily unavailable",
     "network": "cannot reach the data service",
     "bad_envelope": "data failed its integrity check",
@@ -135,6 +148,12 @@ class Component:
         self.timings: dict[str, float] = {}
         self.session: ClientSession | None = None
         self.hidden = bool(config.env.get("hidden", False))
+        self.closed = False
+        # One request of the session at a time, so counters arrive in order;
+        # refreshes asked for meanwhile fold into one waiting behind it.
+        self.requests = asyncio.Lock()
+        self.refresh_waiting = False
+        self.keeper: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         """Handshake, fetch, open and draw; show the refusal when there is one."""
@@ -168,11 +187,42 @@ class Component:
         self.message = ("Loading data …", "", False)
         self.draw()
         started = time.perf_counter()
-        product = self.config.product
-        opened = await fetch_product(self.transport, session, product, clock_ms,
-                                     hidden=self.hidden)
+        async with self.requests:
+            opened = await self._fetch(session)
         self.timings["data"] = _ms_since(started)
         return opened
+
+    async def _fetch(self, session: ClientSession) -> Envelope:
+        """The product, on the session (renewed first when about to end);
+        the caller holds ``self.requests``."""
+        if session.expires_ms - clock_ms() < RENEW_BEFORE_MS:
+            await renew_session(self.transport, session, clock_ms)
+        return await fetch_product(self.transport, session, self.config.product,
+                                   clock_ms, hidden=self.hidden)
+
+    async def keep_alive(
+        self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    ) -> None:
+        """Renew the session shortly before it ends while the component is
+        mounted; a refusal replaces the view like any other."""
+        while not self.closed and self.session is not None:
+            session = self.session
+            wait_ms = session.expires_ms - RENEW_BEFORE_MS - clock_ms()
+            await sleep(max(wait_ms, MIN_RENEW_WAIT_MS) / 1000)
+            if self.closed or session.expires_ms - clock_ms() >= RENEW_BEFORE_MS:
+                continue
+            try:
+                async with self.requests:
+                    await renew_session(self.transport, session, clock_ms)
+            except ComponentError as exc:
+                self.fail(exc.code)
+                return
+
+    def close(self) -> None:
+        """The container went away: stop renewing."""
+        self.closed = True
+        if self.keeper is not None:
+            self.keeper.cancel()
 
     async def refresh(self) -> None:
         """Fetch the product again on the open session and redraw it.
@@ -180,15 +230,22 @@ class Component:
         A refusal (a suspended, frozen or revoked licence, an expired
         session) replaces the view with its message at this very request.
         """
-        if self.session is None:
+        session = self.session
+        if session is None or self.refresh_waiting:
             return
         product = self.config.product
+        self.refresh_waiting = True
         try:
-            opened = await fetch_product(self.transport, self.session, product,
-                                         clock_ms, hidden=self.hidden)
+            await self.requests.acquire()
+        finally:
+            self.refresh_waiting = False
+        try:
+            opened = await self._fetch(session)
         except ComponentError as exc:
             self.fail(exc.code)
             return
+        finally:
+            self.requests.release()
         self.frame = render.Frame(
             product, opened.payload, self.config.license_id, opened.trace_id
         )
@@ -267,6 +324,8 @@ async def mount(instance: int, canvas: Any, config: Any, emit: EmitFn) -> None:
         BrowserTransport(),
     )
     await run_mounted(int(instance), component)
+    if component.session is not None and not component.closed:
+        component.keeper = asyncio.ensure_future(component.keep_alive())
 
 
 async def run_mounted(instance: int, component: Component) -> None:
@@ -277,7 +336,9 @@ async def run_mounted(instance: int, component: Component) -> None:
 
 def unmount(instance: int) -> None:
     """Forget a component whose container went away."""
-    _components.pop(int(instance), None)
+    component = _components.pop(int(instance), None)
+    if component is not None:
+        component.close()
 
 
 async def refresh(instance: int) -> None:

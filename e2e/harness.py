@@ -381,14 +381,15 @@ def _wait_until_up(
 
 
 @contextlib.contextmanager
-def running_demo(data_dir: Path) -> Iterator[Demo]:
+def running_demo(data_dir: Path, *extra: str) -> Iterator[Demo]:
     """``xinfeng demo`` in a subprocess on free 127.0.0.1 ports, with its own
-    data directory (keys, database, demo licence) and the shared cache."""
+    data directory (keys, database, demo licence) and the shared cache;
+    ``extra`` are more ``xinfeng demo`` options."""
     provider_port, host_port = free_port(), free_port()
     log_path = data_dir / "demo.log"
     cmd = [sys.executable, "-m", "xinfeng.server.cli", "demo",
            "--provider-port", str(provider_port), "--host-port", str(host_port),
-           "--data-dir", str(data_dir), "--cache-dir", str(CACHE_DIR)]
+           "--data-dir", str(data_dir), "--cache-dir", str(CACHE_DIR), *extra]
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     provider_url = f"http://127.0.0.1:{provider_port}"

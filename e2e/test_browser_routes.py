@@ -95,11 +95,19 @@ def test_container_frame_ancestors_are_the_license_origins(client: TestClient) -
 @pytest.mark.parametrize(("headers", "noted"), [
     ({"Referer": "http://rogue.test/page", "Sec-Fetch-Dest": "iframe"},
      [("lic-a", "gd-stations", "http://rogue.test")]),
-    ({"Referer": "https://maps.example.org/x"}, []),
-    ({"Referer": HOST + "/dash"}, []),
+    ({"Referer": "https://user:pw@rogue.test:8443/p?q", "Sec-Fetch-Dest": "iframe"},
+     [("lic-a", "gd-stations", "https://rogue.test:8443")]),
+    ({"Referer": "http://[::1]:9/", "Sec-Fetch-Dest": "iframe"},
+     [("lic-a", "gd-stations", "http://[::1]:9")]),
+    ({"Referer": "https://maps.example.org/x", "Sec-Fetch-Dest": "iframe"}, []),
+    ({"Referer": HOST + "/dash", "Sec-Fetch-Dest": "iframe"}, []),
     ({"Referer": "http://rogue.test/", "Sec-Fetch-Dest": "document"}, []),
-    ({"Referer": "not a url"}, []),
-    ({}, []),
+    ({"Referer": "http://rogue.test/"}, []),
+    ({"Referer": "not a url", "Sec-Fetch-Dest": "iframe"}, []),
+    ({"Referer": "http://[", "Sec-Fetch-Dest": "iframe"}, []),
+    ({"Referer": "https://a]b/", "Sec-Fetch-Dest": "iframe"}, []),
+    ({"Referer": "http://rogue.test:99999/", "Sec-Fetch-Dest": "iframe"}, []),
+    ({"Sec-Fetch-Dest": "iframe"}, []),
 ])
 def test_container_framed_on_an_unlisted_origin_is_noted(
     client: TestClient, state: FakeState, headers: dict[str, str],

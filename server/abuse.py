@@ -361,27 +361,32 @@ class Guard:
         """Minting an embed token for ``lic`` from ``ip``."""
         now = await self._start()
         net = network_of(ip)
-        await self._check_hold(lic.license_id, now, "n:" + net)
+        # Tokens are minted by the integrator's backend for all its users:
+        # its 429s say nothing about one client, so they are not counted.
+        await self._check_hold(lic.license_id, now, None)
         buckets = self.limiter.mint_buckets(lic.license_id, net)
-        await self._admit(lic.license_id, buckets, now, "n:" + net)
+        await self._admit(lic.license_id, buckets, now, None)
 
     async def admit_session(
         self, lic: License, token: EmbedToken, env: Mapping[str, Any], ip: str,
-        request: Request,
+        request: Request, session_id: bytes,
     ) -> None:
-        """A handshake with ``token`` from ``ip`` reporting ``env``."""
+        """A handshake with ``token`` from ``ip`` reporting ``env``, for the
+        session ``session_id`` it will open; the session holds a slot."""
         now = await self._start()
         net = network_of(ip)
-        await self._check_hold(lic.license_id, now, "n:" + net)
+        token_subject = "t:" + subject_digest(token.jti)
+        await self._check_hold(lic.license_id, now, token_subject)
         signals = self._env_signals(env, request.headers.get("user-agent", ""), net)
         signals += await self._token_signals(token, net)
         self._raise_on_hold(
             await self.ladder.escalate(lic.license_id, signals, now), now)
         ttl_ms = self.config.session_ttl_s * 1000
-        slot = await self.limiter.open_slot(lic, token.jti, net, now, ttl_ms)
+        slot = await self.limiter.open_slot(lic, token.jti, net, now, ttl_ms,
+                                            slot_id=subject_digest(session_id))
         try:
             buckets = self.limiter.handshake_buckets(subject_digest(token.jti), net)
-            await self._admit(lic.license_id, buckets, now, "n:" + net)
+            await self._admit(lic.license_id, buckets, now, token_subject)
         except XinfengError:
             await self.store.release_slot(slot)
             raise
@@ -399,6 +404,22 @@ class Guard:
         digest = subject_digest(session.session_id)
         buckets = self.limiter.data_buckets(lic, digest, net, now)
         await self._admit(lic.license_id, buckets, now, "s:" + digest)
+
+    async def admit_renewal(
+        self, lic: License, session: SessionRecord, ip: str, expires_ms: int
+    ) -> None:
+        """Renewing ``session`` from ``ip`` until ``expires_ms``: not while the
+        license is on hold, within the session's and network's rates; its
+        slot is kept (or taken again, within ``max_sessions``)."""
+        now = await self._start()
+        digest = subject_digest(session.session_id)
+        net = network_of(ip)
+        await self._check_hold(lic.license_id, now, "s:" + digest)
+        buckets = self.limiter.renewal_buckets(digest, net)
+        await self._admit(lic.license_id, buckets, now, "s:" + digest)
+        if not await self.store.extend_slot(digest, expires_ms, now):
+            await self.limiter.open_slot(lic, "", net, now, expires_ms - now,
+                                         slot_id=digest)
 
     async def note_refusal(
         self, request: Request, exc: XinfengError, license_id: str | None
@@ -447,18 +468,20 @@ class Guard:
                                    self.ladder.leak_per_ms)
         return now
 
-    async def _check_hold(self, license_id: str, now_ms: int, subject: str) -> None:
+    async def _check_hold(
+        self, license_id: str, now_ms: int, subject: str | None
+    ) -> None:
         hold = await self.store.active_hold(license_id, now_ms)
         await self._enforce(license_id, hold, now_ms, subject)
 
     async def _enforce(
-        self, license_id: str, hold: Hold | None, now_ms: int, subject: str
+        self, license_id: str, hold: Hold | None, now_ms: int, subject: str | None
     ) -> None:
-        """Refuse the request when the license is on hold; count it when
-        the hold is a throttle."""
+        """Refuse the request when the license is on hold; count it against
+        ``subject`` (when there is one) when the hold is a throttle."""
         if hold is None:
             return
-        if hold.kind == "throttle":
+        if hold.kind == "throttle" and subject is not None:
             hold = await self._refused(license_id, "throttle_ignored", subject,
                                        now_ms) or hold
         raise hold_error(hold, now_ms)
@@ -466,19 +489,19 @@ class Guard:
     async def _refused(
         self, license_id: str, signal: str, subject: str, now_ms: int
     ) -> Hold | None:
-        """Count a 429 sent to ``subject``; at the window's
-        ``ignored_refusals``-th, ``signal`` (it kept calling through them).
+        """Count a 429 sent to ``subject``; from the window's
+        ``ignored_refusals``-th on, ``signal`` (it kept calling through them).
 
-        Windows are fixed slices of ``strike_cooldown_s``, so the signal
-        can fire once per subject and window however fast the requests
-        come. Returns the hold the signal put on the license, if any.
+        Windows are fixed slices of ``strike_cooldown_s``; the strike
+        cooldown lets the signal count once a cooldown per subject however
+        fast the requests come. Returns the hold it put on the license.
         """
         window_ms = self.ladder.cooldown_ms
         window = now_ms // window_ms
         count = await self.store.bump(
             "refused", f"{license_id}|{signal}|{subject}|{window}",
             (window + 1) * window_ms)
-        if count != self.cfg.ignored_refusals:
+        if count < self.cfg.ignored_refusals:
             return None
         return await self.ladder.escalate(
             license_id, [Signal(signal, subject, {"refused": count})], now_ms)
@@ -488,16 +511,19 @@ class Guard:
             raise hold_error(hold, now_ms)
 
     async def _admit(
-        self, license_id: str, buckets: Sequence[Bucket], now_ms: int, subject: str
+        self, license_id: str, buckets: Sequence[Bucket], now_ms: int,
+        subject: str | None,
     ) -> None:
-        """Take one request from every bucket, or refuse it with 429."""
+        """Take one request from every bucket, or refuse it with 429 (counted
+        against ``subject`` when there is one)."""
         if await self.store.admit(buckets, license_id, now_ms):
             return
         denied, retry_s = await self.limiter.denial(buckets, now_ms)
         signals = [Signal("rate_limited", bucket_subject(b)) for b in denied]
         hold = await self.ladder.escalate(license_id, signals, now_ms)
-        hold = hold or await self._refused(license_id, "refusals_ignored", subject,
-                                           now_ms)
+        if subject is not None:
+            hold = hold or await self._refused(license_id, "refusals_ignored",
+                                               subject, now_ms)
         hold = hold or await self.store.active_hold(license_id, now_ms)
         if hold is not None:
             raise hold_error(hold, now_ms)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -40,6 +41,7 @@ from .registry_store import RegistryStore
 
 if TYPE_CHECKING:
     from .app import AppState
+    from .storage import SessionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -201,22 +203,29 @@ async def handshake(request: Request) -> Response:
         lic = await load_license(state, license_id)
         _check_environment(token, hs)
         ip = request_ip(state, request)
-        for product in token.products:
-            await state.catalog.servable(product, RegistryStore(state.storage))
-            lic.check_use(product, token.origin, ip, state.now_s())
-        await state.guard.admit_session(lic, token, hs.env, ip, request)
+        await _check_products(state, lic, token.products, token.origin, ip)
+        sid, key = envelope.new_session_secrets()
+        await state.guard.admit_session(lic, token, hs.env, ip, request, sid)
     except XinfengError as exc:
         await refuse(state, request, "session_refused", exc, license_id)
         raise
-    return await _open_session(state, request, hs, token)
+    return await _open_session(state, request, hs, token, sid, key)
+
+
+async def _check_products(
+    state: AppState, lic: License, products: Sequence[str], origin: str, ip: str
+) -> None:
+    """Every product is servable and licensed to ``origin`` from ``ip`` now."""
+    for product in products:
+        await state.catalog.servable(product, RegistryStore(state.storage))
+        lic.check_use(product, origin, ip, state.now_s())
 
 
 async def _open_session(
     state: AppState, request: Request, hs: envelope.HandshakeRequest,
-    token: EmbedToken,
+    token: EmbedToken, sid: bytes, key: bytes,
 ) -> Response:
     now = state.now_ms()
-    sid, key = envelope.new_session_secrets()
     expires = now + state.config.session_ttl_s * 1000
     ip = request_ip(state, request)
     await state.storage.create_session(sid, token.license_id, tuple(token.products),
@@ -231,7 +240,59 @@ async def _open_session(
     return Response(reply, media_type="application/msgpack", headers=NO_STORE)
 
 
-# -- data -------------------------------------------------------------------------
+# -- data and renewal -------------------------------------------------------------
+
+
+async def _authentic(
+    state: AppState, request: Request
+) -> tuple[envelope.RequestAuth, SessionRecord]:
+    """The live session a request is authenticated for, its counter moved on."""
+    auth = envelope.RequestAuth.from_headers(request.headers)
+    session_key = await state.storage.get_session_key(auth.session_id,
+                                                      state.now_ms())
+    if session_key is None:
+        raise SessionInvalid()
+    envelope.verify_request(auth, session_key, request.method, request.url.path,
+                            request.url.query, state.now_ms(), SUITE)
+    session = await state.storage.advance_counter(auth.session_id, auth.counter,
+                                                  state.now_ms())
+    if session is None:
+        raise ReplayDetected()
+    return auth, session
+
+
+async def renew(request: Request) -> Response:
+    """Extend a live session after checking its license again.
+
+    The license's status and window, each product's review state, the
+    session's origin and the client's network are checked as at the
+    handshake. The answer is an envelope sealed to the session (so the
+    component knows it is the server's) carrying the new expiry.
+    """
+    state = state_of(request)
+    license_id = None
+    try:
+        await read_body(request, 0)
+        auth, session = await _authentic(state, request)
+        license_id = session.license_id
+        lic = await load_license(state, license_id)
+        ip = request_ip(state, request)
+        await _check_products(state, lic, session.products, session.origin, ip)
+        expires = state.now_ms() + state.config.session_ttl_s * 1000
+        await state.guard.admit_renewal(lic, session, ip, expires)
+        if not await state.storage.extend_session(session.session_id, expires,
+                                                  state.now_ms()):
+            raise SessionInvalid()
+    except XinfengError as exc:
+        await refuse(state, request, "session_refused", exc, license_id,
+                     {"renewal": True})
+        raise
+    sealed = envelope.seal(session.session_key, auth.counter,
+                           {"expires_ms": expires}, suite=SUITE)
+    await state.storage.log_event(
+        state.now_ms(), "session_renewed", "ok", license_id,
+        {"origin": session.origin, "ip": ip, "until_ms": expires})
+    return Response(sealed, media_type=ENVELOPE_TYPE, headers=NO_STORE)
 
 
 async def data(request: Request) -> Response:
@@ -240,18 +301,7 @@ async def data(request: Request) -> Response:
     product_id = request.path_params["product"]
     license_id = None
     try:
-        auth = envelope.RequestAuth.from_headers(request.headers)
-        session_key = await state.storage.get_session_key(auth.session_id,
-                                                          state.now_ms())
-        if session_key is None:
-            raise SessionInvalid()
-        envelope.verify_request(auth, session_key, request.method,
-                                request.url.path, request.url.query,
-                                state.now_ms(), SUITE)
-        session = await state.storage.advance_counter(auth.session_id,
-                                                      auth.counter, state.now_ms())
-        if session is None:
-            raise ReplayDetected()
+        auth, session = await _authentic(state, request)
         license_id = session.license_id
         if product_id not in session.products:
             raise ProductDenied()
@@ -281,6 +331,7 @@ def routes(state: AppState) -> list[BaseRoute]:
         Route("/v1/tokens", mint_token, methods=["POST"]),
         Route("/v1/handshake", handshake, methods=["POST"]),
         Route("/v1/data/{product}", data, methods=["GET"]),
+        Route("/v1/renew", renew, methods=["POST"]),
     ]
 
 

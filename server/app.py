@@ -21,6 +21,7 @@ from . import admin, api, audit_api
 from .abuse import Guard
 from .config import Config
 from .keys import KeyDir, LicensorKeyring, key_id
+from .limits import network_of
 from .native_sm2 import SM2Signer, load_server_signer
 from .products import Catalog, default_catalog
 from .storage import Storage
@@ -68,9 +69,19 @@ class AppState:
     async def note_foreign_embedder(
         self, request: Request, license_id: str, product: str, embedder: str
     ) -> None:
-        """Log a container requested for a frame on an unlisted origin."""
-        await api.refuse(self, request, "embed_refused", OriginDenied(), license_id,
-                         {"product": product, "embedder": embedder})
+        """Log a container requested for a frame on an unlisted origin: once
+        per license, origin and client network a strike window, since
+        anyone can ask for the page and name any origin."""
+        now = self.now_ms()
+        window_ms = self.config.abuse.strike_cooldown_s * 1000
+        window = now // window_ms
+        net = network_of(api.request_ip(self, request))
+        seen = await self.guard.store.bump(
+            "embedder", f"{license_id}|{embedder}|{net}|{window}",
+            (window + 1) * window_ms)
+        if seen == 1:
+            await api.refuse(self, request, "embed_refused", OriginDenied(),
+                             license_id, {"product": product, "embedder": embedder})
 
 
 def error_response(exc: XinfengError) -> JSONResponse:

@@ -99,8 +99,9 @@ class AbuseConfig:
             raise ValueError("need 0 < alert_at <= throttle_at <= freeze_at")
         if self.window < 3 or self.webhook_timeout_s <= 0:
             raise ValueError("window must be at least 3, timeouts positive")
-        if self.ignored_refusals < 2:
-            raise ValueError("ignored_refusals must be at least 2")
+        if self.ignored_refusals < 2 or self.strike_cooldown_s < 1:
+            raise ValueError("ignored_refusals must be at least 2, and"
+                             " strike_cooldown_s at least 1")
 
     def weight(self, signal: str) -> float:
         """The suspicion a signal adds; 0 for a signal not listed."""

@@ -196,18 +196,25 @@ def foreign_embedder(request: Request, origins: list[str]) -> str | None:
 
     The browser refuses such a frame by ``frame-ancestors`` either way;
     this makes the attempt visible to the provider. Only frame loads are
-    read, and a host page may send no ``Referer`` at all.
+    read (``Sec-Fetch-Dest: iframe``), a host page may send no ``Referer``
+    at all, and a client other than a browser can send any: the origin is
+    a lead, not evidence. It is returned without user info or path.
     """
-    if request.headers.get("sec-fetch-dest", "iframe") != "iframe":
+    if request.headers.get("sec-fetch-dest") != "iframe":
         return None
-    parts = urlsplit(request.headers.get("referer", ""))
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(request.headers.get("referer", "")[:2048])
+        host, port = parts.hostname, parts.port
+    except ValueError:
         return None
-    embedder = f"{parts.scheme}://{parts.netloc}"[:256]
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    embedder = f"{parts.scheme}://{host}" + (f":{port}" if port else "")
     try:
         check_origin(embedder, origins, allow_wildcard=True)
     except OriginDenied:
-        return embedder
+        return embedder[:256]
     return None
 
 

@@ -102,6 +102,14 @@ class Limiter:
             gcra("network", net, cfg.network_per_minute, cfg.network_burst),
         ]
 
+    def renewal_buckets(self, session_key: str, net: str) -> list[Bucket]:
+        """The buckets renewing one session takes from."""
+        cfg = self.cfg
+        return [
+            gcra("session", session_key, cfg.session_per_minute, cfg.session_burst),
+            gcra("network", net, cfg.network_per_minute, cfg.network_burst),
+        ]
+
     def mint_buckets(self, license_id: str, net: str) -> list[Bucket]:
         """The buckets minting one embed token takes from."""
         cfg = self.cfg
@@ -121,14 +129,16 @@ class Limiter:
         return [b for b, _ in denied], -(-longest // 1000)
 
     async def open_slot(
-        self, lic: License, jti: str, net: str, now_ms: int, ttl_ms: int
+        self, lic: License, jti: str, net: str, now_ms: int, ttl_ms: int,
+        slot_id: str = "",
     ) -> str:
-        """Take one of the license's concurrent-session slots; its id.
+        """Take one of the license's concurrent-session slots; its id
+        (``slot_id``, or a random one).
 
         Raises:
             RateLimited: the license has ``max_sessions`` live sessions.
         """
-        slot_id = secrets.token_hex(8)
+        slot_id = slot_id or secrets.token_hex(8)
         if await self.store.take_slot(slot_id, lic.license_id, jti, net,
                                       now_ms + ttl_ms, now_ms, lic.max_sessions):
             return slot_id

@@ -296,6 +296,13 @@ class LimitsStore:
              max_live))
         return bool(rows)
 
+    async def extend_slot(self, slot_id: str, expires_ms: int, now_ms: int) -> bool:
+        """Keep a live slot until ``expires_ms``; False when it is gone."""
+        rows = await self._rows(
+            "slot", "UPDATE session_slots SET expires_ms = ? WHERE slot_id = ?"
+            " AND expires_ms > ? RETURNING slot_id", (expires_ms, slot_id, now_ms))
+        return bool(rows)
+
     async def release_slot(self, slot_id: str) -> None:
         """Give back a slot whose handshake was refused after all."""
         await self._rows("slot", "DELETE FROM session_slots WHERE slot_id = ?"

@@ -212,6 +212,17 @@ class Storage:
         return SessionRecord(sid, license_id, tuple(json.loads(products)),
                              origin, key, ctr)
 
+    async def extend_session(
+        self, session_id: bytes, expires_ms: int, now_ms: int
+    ) -> bool:
+        """Give a live session a new expiry; False when it already ended."""
+        row = await self._one(
+            "UPDATE sessions SET expires_ms = ? WHERE session_id = ?"
+            " AND expires_ms > ? RETURNING session_id",
+            (expires_ms, session_id, now_ms),
+        )
+        return row is not None
+
     async def log_event(
         self, now_ms: int, kind: str, outcome: str, license_id: str | None,
         detail: dict[str, Any],

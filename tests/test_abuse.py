@@ -334,11 +334,12 @@ def test_every_ladder_step_is_in_the_audit_log_in_order(tmp_path: Path) -> None:
     with p.client:
         use_abuse_config(p, alert_at=2, throttle_at=4, freeze_at=5.5,
                          ignored_refusals=2)
+        session = lift_session(p)
         for _ in range(2):
             replay_twice(p)
         p.clock.advance(1)
-        mint(p)
-        mint(p)
+        fetch(p, session)
+        fetch(p, session)
         kinds = [(e["kind"], e["outcome"]) for e in events(p)
                  if e["kind"].startswith(("abuse_", "license_t", "license_f"))]
     assert kinds == [
@@ -404,6 +405,38 @@ def test_429s_are_counted_afresh_in_each_strike_window(tmp_path: Path) -> None:
         assert "refusals_ignored" not in signals(p)
         fetch(p, session)
         assert signals(p).count("refusals_ignored") == 1
+
+
+def test_a_backend_minting_past_its_rate_for_many_users_is_never_held(
+    p: Provider,
+) -> None:
+    use_abuse_config(p, mint_burst=2, mint_per_minute=60, ignored_refusals=3)
+    codes = [mint(p).status_code for _ in range(40)]
+    assert codes.count(200) == 2 and codes.count(429) == 38
+    assert "refusals_ignored" not in signals(p)
+    assert [e for e in events(p) if e["kind"].startswith("license_")
+            and e["kind"] != "license_issued"] == []
+
+
+def test_many_users_behind_one_network_each_refused_once_raise_nothing(
+    p: Provider,
+) -> None:
+    tokens = [mint(p).json()["token"] for _ in range(8)]
+    use_abuse_config(p, network_burst=2, network_per_minute=1,
+                     ignored_refusals=3)
+    answers = [handshake(p, token)[0].status_code for token in tokens]
+    assert answers.count(429) >= 6
+    assert "refusals_ignored" not in signals(p)
+
+
+def test_a_token_handshaking_through_its_429s_is_a_signal(p: Provider) -> None:
+    use_abuse_config(p, token_burst=1, token_per_minute=1, ignored_refusals=3,
+                     **QUIET)
+    token = mint(p).json()["token"]
+    answers = [handshake(p, token)[0].status_code for _ in range(5)]
+    assert answers[0] == 200 and set(answers[1:]) == {429}
+    found = [e for e in events(p, "abuse_signal") if e["outcome"] == "refusals_ignored"]
+    assert [e["detail"]["subject"][:2] for e in found] == ["t:"]
 
 
 def test_frozen_license_is_refused_everywhere_until_the_freeze_ends(
@@ -576,6 +609,15 @@ def test_thresholds_must_climb() -> None:
         AbuseConfig(alert_at=5, throttle_at=4)
 
 
+@pytest.mark.parametrize("changes", [{"strike_cooldown_s": 0},
+                                     {"ignored_refusals": 1}])
+def test_strike_cooldown_of_zero_and_one_refusal_are_refused(
+    changes: dict[str, int],
+) -> None:
+    with pytest.raises(ValueError):
+        AbuseConfig(**changes)  # type: ignore[arg-type]
+
+
 def test_licensor_list_shows_when_a_frozen_license_thaws(tmp_path: Path) -> None:
     p = make_provider(tmp_path)
     with p.client:
@@ -587,3 +629,25 @@ def test_licensor_list_shows_when_a_frozen_license_thaws(tmp_path: Path) -> None
     expected = format_time((p.clock() + 300_000) // 1000)
     assert [r.get("frozen_until") for r in rows] == [expected]
     assert "frozen_until" not in later[0]
+
+
+def test_a_flood_of_forged_referers_logs_each_embedder_once_a_window(
+    tmp_path: Path,
+) -> None:
+    p = make_provider(tmp_path, browser_assets=True)
+    with p.client:
+        path = f"/embed/{p.license_id}/test-product/"
+        for index in range(60):
+            rogue = f"http://rogue-{index % 3}.test/"
+            reply = p.client.get(path, headers={"Referer": rogue,
+                                                "Sec-Fetch-Dest": "iframe"})
+            assert reply.status_code == 200
+        first = len(events(p, "embed_refused"))
+        p.clock.advance(60)
+        p.client.get(path, headers={"Referer": "http://rogue-0.test/",
+                                    "Sec-Fetch-Dest": "iframe"})
+        logged = events(p, "embed_refused")
+    assert first == 3
+    assert sorted(e["detail"]["embedder"] for e in logged) == [
+        "http://rogue-0.test", "http://rogue-0.test", "http://rogue-1.test",
+        "http://rogue-2.test"]

@@ -18,6 +18,7 @@ from xinfeng.sdk import envelope
 from xinfeng.sdk.sm2 import SM2PrivateKey, SM2PublicKey
 
 SERVER_KEY = SM2PrivateKey.generate()
+SESSION_MS = 600_000
 PAYLOAD = {
     "columns": ["id", "county", "lon", "lat", "alt"],
     "rows": [[f"5{i:04d}", f"county {i}", 113.0 + i / 100, 23.0, 10.0 * i]
@@ -63,6 +64,7 @@ class Provider:
     def __init__(self) -> None:
         self.sessions: dict[bytes, bytes] = {}
         self.data_headers: list[Mapping[str, str]] = []
+        self.renewals = 0
 
     async def request(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes | None
@@ -74,13 +76,18 @@ class Provider:
             sid, key = envelope.new_session_secrets()
             self.sessions[sid] = key
             reply = envelope.sign_handshake_reply(
-                request, SERVER_KEY, sid, key, now, now
+                request, SERVER_KEY, sid, key, now + SESSION_MS, now
             )
             return HttpReply(200, reply)
-        self.data_headers.append(dict(headers))
         auth = envelope.RequestAuth.from_headers(
             {k.lower(): v for k, v in headers.items()}
         )
+        if path == "/v1/renew":
+            self.renewals += 1
+            renewed = {"expires_ms": now + SESSION_MS}
+            return HttpReply(200, envelope.seal(self.sessions[auth.session_id],
+                                                auth.counter, renewed))
+        self.data_headers.append(dict(headers))
         return HttpReply(
             200, envelope.seal(self.sessions[auth.session_id], auth.counter, PAYLOAD)
         )
@@ -194,3 +201,81 @@ def test_data_requests_made_while_the_page_is_hidden_say_so() -> None:
         runtime.unmount(501)
     seen = [h.get(envelope.HIDDEN_HEADER) for h in mounted.transport.data_headers]
     assert seen == [None, "1", None]
+
+
+def test_a_session_about_to_end_is_renewed_before_the_next_request() -> None:
+    mounted = component([], "token-i")
+    asyncio.run(runtime.run_mounted(601, mounted))
+    try:
+        assert mounted.session is not None
+        mounted.session.expires_ms = runtime.clock_ms() + 30_000
+        asyncio.run(runtime.refresh(601))
+        assert mounted.transport.renewals == 1
+        assert mounted.session.expires_ms > runtime.clock_ms() + 500_000
+        asyncio.run(runtime.refresh(601))
+        assert mounted.transport.renewals == 1
+    finally:
+        runtime.unmount(601)
+
+
+def test_keep_alive_renews_near_the_end_and_stops_at_a_refusal() -> None:
+    events: list[tuple[Any, ...]] = []
+    mounted = component(events, "token-j")
+    asyncio.run(runtime.run_mounted(701, mounted))
+    session = mounted.session
+    assert session is not None
+    waits: list[float] = []
+
+    async def refuse(*args: Any) -> HttpReply:
+        return HttpReply(403, b'{"error": {"code": "license_suspended"}}')
+
+    async def time_passes(seconds: float) -> None:
+        # Each wait ends 30 s before the session does; the second renewal
+        # finds the licence suspended.
+        waits.append(seconds)
+        session.expires_ms = runtime.clock_ms() + 30_000
+        if len(waits) == 2:
+            mounted.transport.request = refuse  # type: ignore[method-assign]
+
+    asyncio.run(mounted.keep_alive(time_passes))
+    runtime.unmount(701)
+    assert mounted.transport.renewals == 1
+    assert 530 < waits[0] <= 540 and waits[1] >= 530
+    assert events[-1] == ("error", "license_suspended")
+    assert "licence suspended" in mounted.frame_text
+
+
+def test_keep_alive_ends_when_the_component_is_unmounted() -> None:
+    mounted = component([], "token-k")
+    asyncio.run(runtime.run_mounted(801, mounted))
+    slept: list[float] = []
+
+    async def unmounted_meanwhile(seconds: float) -> None:
+        slept.append(seconds)
+        runtime.unmount(801)
+
+    asyncio.run(mounted.keep_alive(unmounted_meanwhile))
+    assert slept and mounted.closed and mounted.transport.renewals == 0
+
+
+def test_refreshes_asked_for_during_a_request_fold_into_one() -> None:
+    mounted = component([], "token-l")
+    asyncio.run(runtime.run_mounted(901, mounted))
+    answer = mounted.transport.request
+
+    async def slow(*args: Any) -> HttpReply:
+        await asyncio.sleep(0.02)
+        return await answer(*args)
+
+    mounted.transport.request = slow  # type: ignore[method-assign]
+
+    async def click_five_times() -> None:
+        await asyncio.gather(*(runtime.refresh(901) for _ in range(5)))
+
+    try:
+        asyncio.run(click_five_times())
+    finally:
+        runtime.unmount(901)
+    # The first load, one refresh in flight and one waiting behind it.
+    assert len(mounted.transport.data_headers) == 3
+    assert mounted.frame is not None
