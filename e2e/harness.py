@@ -108,7 +108,22 @@ class Demo:
         return f"{self.provider_url}/embed/{self.license_id}/{product}/#token={token}"
 
 
-class _RoguePage(http.server.BaseHTTPRequestHandler):
+class _QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that answers whole bodies and logs nothing."""
+
+    def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class _RoguePage(_QuietHandler):
     """Serves one page that frames the container from an unlicensed origin."""
 
     frame_url = ""
@@ -119,14 +134,7 @@ class _RoguePage(http.server.BaseHTTPRequestHandler):
             f'<iframe id="lifted" src="{html.escape(self.frame_url)}"'
             ' width="800" height="560"></iframe>'
         ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+        self._answer(200, {"Content-Type": "text/html; charset=utf-8"}, body)
 
 
 @contextlib.contextmanager
@@ -149,7 +157,7 @@ def _site(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
-class _CopySite(http.server.BaseHTTPRequestHandler):
+class _CopySite(_QuietHandler):
     """A copy of the provider's component on another origin.
 
     ``/`` frames the copied container page; every other address is fetched
@@ -191,17 +199,6 @@ class _CopySite(http.server.BaseHTTPRequestHandler):
                 "transfer-encoding", "date", "server")
         self._answer(status, {k: v for k, v in got.items()
                               if k.lower() not in drop}, data)
-
-    def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
 
 @contextlib.contextmanager
