@@ -218,3 +218,28 @@ def test_token_used_from_a_second_network_is_flagged(
                  f" {len(alerts)} alert(s) naming token_networks, second"
                  f" handshake answered {reply.status_code}")
     assert alerts
+
+
+HIDE_FRAME = ("Object.defineProperty(document, 'hidden', {get: () => true,"
+              " configurable: true});"
+              " document.dispatchEvent(new Event('visibilitychange'))")
+
+
+def test_data_pulled_while_the_page_is_hidden_is_observed(
+    browser: Any, own_demo: Demo
+) -> None:
+    page = open_dashboard(browser, own_demo)
+    stations = f"{SLOTS}.find(s => s.dataset.product === 'gd-stations')"
+    try:
+        container = next(f for f in page.frames if "/gd-stations/" in f.url)
+        # As the browser does when the tab goes to the background.
+        container.evaluate(HIDE_FRAME)
+        for _ in range(6):
+            page.evaluate(f"{stations}.xinfengMount.refresh()")
+            page.wait_for_timeout(400)
+    finally:
+        page.close()
+    rows = cli(own_demo, "audit", "show", "--type", "abuse_signal")
+    hidden = [r["detail"] for r in rows if r["outcome"] == "hidden"]
+    assert [d["subject"][:2] for d in hidden] == ["s:"]
+    assert hidden[0]["requests"] >= 5
