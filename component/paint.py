@@ -118,7 +118,7 @@ class BrowserSurface:
         return canvas
 
     def path(self, svg: str) -> Any:
-        import js  # type: ignore[import-not-found]
+        import js
 
         return js.Path2D.new(svg)
 

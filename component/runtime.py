@@ -440,5 +440,6 @@ def after_restore() -> None:
 
     random.seed()
     for finder in list(sys.path_importer_cache.values()):
-        if finder is not None:
-            finder.invalidate_caches()
+        invalidate = getattr(finder, "invalidate_caches", None)
+        if invalidate is not None:
+            invalidate()

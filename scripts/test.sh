@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 printf '\n==> ruff\n'
 .venv/bin/ruff check .
-printf '\n==> mypy --strict (sdk, license)\n'
+printf '\n==> mypy --strict (sdk, license, server, component)\n'
 bash scripts/typecheck.sh
 printf '\n==> benchmarks (quick mode)\n'
 bash scripts/bench.sh --quick

@@ -129,7 +129,7 @@ def _days(value: object) -> int | None:
         type(value) is not int or not 0 < value <= MAX_LICENSE_DAYS
     ):
         raise ProtocolError(f"days must be a whole number from 1 to {MAX_LICENSE_DAYS}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _licensor(state: AppState) -> Licensor:

@@ -60,7 +60,8 @@ SUITE = envelope.Suite(
 
 
 def state_of(request: Request) -> AppState:
-    return request.app.state.xinfeng
+    state: AppState = request.app.state.xinfeng
+    return state
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -165,11 +165,12 @@ def event_record(
     rest = _without_secrets(detail)
     env = {"origin": rest.pop("origin", None), "network": rest.pop("ip", None),
            "ua": rest.pop("ua", None)}
-    return canonical({
+    record: dict[str, Any] = canonical({
         "v": LEAF_VERSION, "time": time_ms, "type": kind, "outcome": outcome,
         "subject": dict(subject), "env": env, "product": rest.pop("product", None),
         "detail": rest,
     })
+    return record
 
 
 def encode_leaf(record: Mapping[str, Any]) -> bytes:

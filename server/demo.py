@@ -44,7 +44,7 @@ def _demo_license(data_dir: Path, host_origin: str) -> dict[str, Any]:
     """The demo license for ``host_origin``, issued on first use."""
     path = data_dir / "demo-license.json"
     if path.exists():
-        saved = json.loads(path.read_text())
+        saved: dict[str, Any] = json.loads(path.read_text())
         if (saved.get("origin") == host_origin
                 and saved.get("products", ["gd-stations"]) == DEMO_PRODUCTS):
             return saved

@@ -9,6 +9,7 @@ from it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
@@ -72,7 +73,7 @@ def prepare(cache_dir: Path) -> dict[str, Any]:
         spec.product_id: datasets.cached(
             cache_dir,
             f"{spec.product_id}-{code}",
-            lambda spec=spec: spec.derive(wheels),
+            functools.partial(spec.derive, wheels),
             replaces=spec.product_id,
         )
         for spec in SPECS
