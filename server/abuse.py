@@ -41,16 +41,10 @@ Retry-After) or 403 ``license_frozen``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from starlette.requests import Request
 
 from xinfeng.license.model import License
@@ -65,171 +59,33 @@ from xinfeng.sdk.errors import (
 )
 from xinfeng.sdk.wire import parse_uint
 
-from . import native
+from .alerts import AlertWebhook
 from .config import AbuseConfig, Config
 from .limits import Limiter, network_of
 from .limits_store import Activity, Bucket, Hold, LimitsStore
+from .signals import (
+    Signal,
+    automation_markers,
+    bucket_subject,
+    subject_digest,
+    timing_cv,
+    walk_steps,
+)
 
 if TYPE_CHECKING:
     from .storage import SessionRecord, Storage
 
 logger = logging.getLogger(__name__)
 
-HEADLESS_MARKERS = ("headless", "phantomjs", "selenium")
-MAX_WALK_PARAMS = 4
-MAX_PARAM_VALUE = 64
 MAX_ALERTS_PAGE = 500
 MAX_REMEMBERED_STRIKES = 10_000
 STEPS = ("observe", "alert", "throttle", "freeze")
-
-_NUMBER = re.compile(r"[+-]?\d{1,15}(\.\d{1,9})?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}:?\d{2})?")
-_TRAILING = re.compile(r"[A-Za-z_-]{1,8}(\d{1,12})")
-_PARTS = re.compile(r"[,/;|\s]")
-
-
-@dataclass(frozen=True)
-class Signal:
-    """One observation about one subject of one license."""
-
-    name: str
-    subject: str
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-
-def subject_digest(value: bytes | str) -> str:
-    """A short, stable name for a session or token in logs and alerts."""
-    data = value.encode() if isinstance(value, str) else value
-    return native.sm3_hash(data).hex()[:16]
-
-
-# -- signals: pure functions ----------------------------------------------------
-
-
-def ordinal(text: str) -> float | None:
-    """The position a query value names on a line: number, date or id."""
-    text = text.strip()[:MAX_PARAM_VALUE]
-    if _NUMBER.fullmatch(text):
-        return float(text)
-    if _DATE.fullmatch(text):
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    trailing = _TRAILING.fullmatch(text)
-    return float(trailing.group(1)) if trailing else None
-
-
-def walk_steps(items: Iterable[tuple[str, str]]) -> list[tuple[str, float]]:
-    """The orderable parts of a query: ``(param.index, position)`` pairs."""
-    steps: list[tuple[str, float]] = []
-    for name, value in items:
-        for index, part in enumerate(_PARTS.split(value[:MAX_PARAM_VALUE])[:4]):
-            position = ordinal(part)
-            if position is not None:
-                steps.append((f"{name[:32]}.{index}", position))
-            if len(steps) == MAX_WALK_PARAMS:
-                return steps
-    return steps
-
-
-def timing_cv(stamps: Sequence[int], window: int, max_gap_ms: float) -> float | None:
-    """The coefficient of variation of the last ``window`` gaps between
-    requests, or None when there are fewer or they are slow or simultaneous.
-    """
-    if len(stamps) < window + 1:
-        return None
-    times = sorted(stamps)[-(window + 1):]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    mean = sum(gaps) / window
-    if mean <= 0 or mean > max_gap_ms:
-        return None
-    return math.sqrt(sum((g - mean) ** 2 for g in gaps) / window) / mean
-
-
-def automation_markers(env: Mapping[str, Any], http_ua: str) -> list[str]:
-    """What in a handshake's environment report says "automated browser"."""
-    markers = []
-    ua = str(env.get("ua", ""))
-    if env.get("webdriver") is True:
-        markers.append("webdriver")
-    if any(marker in ua.lower() for marker in HEADLESS_MARKERS):
-        markers.append("headless_ua")
-    if ua[:512] != http_ua[:512]:
-        markers.append("ua_mismatch")
-    return markers
-
 
 def hold_error(hold: Hold, now_ms: int) -> XinfengError:
     """The error a request gets while its license is on hold."""
     if hold.kind == "freeze":
         return LicenseFrozen()
     return RateLimited(-(-(hold.until_ms - now_ms) // 1000))
-
-
-# -- alerts ---------------------------------------------------------------------
-
-
-class AlertWebhook:
-    """POSTs alerts to the operator's webhook in background tasks.
-
-    Delivery never delays a request: each alert is one task with a timeout,
-    at most ``webhook_max_pending`` at once (beyond that an alert is only
-    stored and listed). There is one attempt per alert; the admin API's
-    alert list is the record.
-    """
-
-    def __init__(self, cfg: AbuseConfig) -> None:
-        self.cfg = cfg
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
-
-    @property
-    def pending(self) -> int:
-        return len(self._tasks)
-
-    def send(self, alert: dict[str, Any]) -> None:
-        """Start posting ``alert``; returns at once."""
-        if not self.cfg.webhook_url:
-            return
-        if len(self._tasks) >= self.cfg.webhook_max_pending:
-            logger.warning("alert webhook backlog full; alert %s kept only in the "
-                           "alert list", alert.get("seq"))
-            return
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self.cfg.webhook_timeout_s, follow_redirects=False)
-        task = asyncio.get_running_loop().create_task(self._post(self._client, alert))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _post(self, client: httpx.AsyncClient, alert: dict[str, Any]) -> None:
-        body = json.dumps(alert, sort_keys=True, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.cfg.webhook_secret:
-            mac = native.hmac_sm3(self.cfg.webhook_secret.encode(), body)
-            headers["X-Xf-Signature"] = "hmac-sm3=" + mac.hex()
-        try:
-            reply = await client.post(self.cfg.webhook_url, content=body,
-                                      headers=headers)
-        except httpx.HTTPError as exc:
-            logger.warning("alert webhook failed: %s", type(exc).__name__)
-            return
-        if reply.status_code >= 300:
-            logger.warning("alert webhook answered %d", reply.status_code)
-
-    async def drain(self) -> None:
-        """Wait until every alert started so far was delivered or failed."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def close(self) -> None:
-        """Finish pending deliveries and close the HTTP client."""
-        await self.drain()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
 
 # -- the ladder -----------------------------------------------------------------
@@ -600,12 +456,6 @@ class Guard:
                 if score >= self.cfg.enumeration_steps]
 
 
-def bucket_subject(bucket: Bucket) -> str:
-    """The subject a refusing bucket stands for: ``s:``, ``n:``, ``l:``..."""
-    key = bucket.key.split(":")[0] if bucket.scope == "quota" else bucket.key
-    return f"{bucket.scope[0]}:{key}"
-
-
 # -- admin route --------------------------------------------------------------------
 
 
@@ -620,5 +470,4 @@ def query_int(request: Request, name: str, default: int) -> int:
         raise ProtocolError(f"{name} must be a non-negative integer") from None
 
 
-__all__ = ["HIDDEN_HEADER", "Guard", "Signal", "automation_markers", "ordinal",
-           "query_int", "timing_cv", "walk_steps"]
+__all__ = ["HIDDEN_HEADER", "Guard", "Signal", "query_int"]

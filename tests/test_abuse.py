@@ -15,19 +15,14 @@ from typing import Any
 import pytest
 
 from xinfeng.license.model import format_time
+from xinfeng.sdk.envelope import HIDDEN_HEADER
 from xinfeng.sdk.sm3 import hmac_sm3
-from xinfeng.server.abuse import (
-    HIDDEN_HEADER,
-    automation_markers,
-    ordinal,
-    timing_cv,
-    walk_steps,
-)
 from xinfeng.server.admin_tokens import AdminTokens
 from xinfeng.server.config import AbuseConfig
 from xinfeng.server.keys import KeyDir
 from xinfeng.server.licensing import LicenseFilter, Licensor
 from xinfeng.server.limits_store import frozen_until
+from xinfeng.server.signals import automation_markers, ordinal, timing_cv, walk_steps
 
 from .conftest import Provider, make_provider
 from .test_scraper_api import (
