@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from xinfeng.sdk.sm2 import SM2PrivateKey
-from xinfeng.server import audit_cli
+from xinfeng.server import audit_verify
 from xinfeng.server.storage import Storage
 
 LICENSE_ID = "lic-0123456789ab"
@@ -103,24 +103,24 @@ def auditor_side(db: Path, key: SM2PrivateKey, out: Path) -> dict[str, float]:
     public = key.public_key()
 
     def verify_db() -> None:
-        conn = audit_cli.open_db(db)
+        conn = audit_verify.open_db(db)
         try:
-            audit_cli.verify_items(audit_cli.db_items(conn), public)
+            audit_verify.verify_items(audit_verify.db_items(conn), public)
         finally:
             conn.close()
 
     def export() -> None:
-        conn = audit_cli.open_db(db)
+        conn = audit_verify.open_db(db)
         try:
             with out.open("w", encoding="utf-8") as fh:
-                audit_cli.write_export(conn, fh, public)
+                audit_verify.write_export(conn, fh, public)
         finally:
             conn.close()
 
     def verify_export() -> None:
         with out.open(encoding="utf-8") as fh:
-            audit_cli.read_export_header(fh.readline())
-            audit_cli.verify_items(audit_cli.export_items(fh), public)
+            audit_verify.read_export_header(fh.readline())
+            audit_verify.verify_items(audit_verify.export_items(fh), public)
 
     return {"verify_db_s": timed(verify_db), "export_s": timed(export),
             "verify_export_s": timed(verify_export)}
