@@ -211,11 +211,18 @@ class Component:
             await sleep(max(wait_ms, MIN_RENEW_WAIT_MS) / 1000)
             if self.closed or session.expires_ms - clock_ms() >= RENEW_BEFORE_MS:
                 continue
+            before = session.expires_ms
             try:
                 async with self.requests:
                     await renew_session(self.transport, session, clock_ms)
             except ComponentError as exc:
                 self.fail(exc.code)
+                return
+            if session.expires_ms == before:
+                # At its longest life: it ends, and says so when it does.
+                await sleep(max(0, before - clock_ms()) / 1000)
+                if not self.closed:
+                    self.fail("session_invalid")
                 return
 
     def close(self) -> None:

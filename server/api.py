@@ -279,7 +279,7 @@ async def renew(request: Request) -> Response:
         lic = await load_license(state, license_id)
         ip = request_ip(state, request)
         await _check_products(state, lic, session.products, session.origin, ip)
-        expires = state.now_ms() + state.config.session_ttl_s * 1000
+        expires = _renewed_expiry(state, session)
         await state.guard.admit_renewal(lic, session, ip, expires)
         if not await state.storage.extend_session(session.session_id, expires,
                                                   state.now_ms()):
@@ -294,6 +294,18 @@ async def renew(request: Request) -> Response:
         state.now_ms(), "session_renewed", "ok", license_id,
         {"origin": session.origin, "ip": ip, "until_ms": expires})
     return Response(sealed, media_type=ENVELOPE_TYPE, headers=NO_STORE)
+
+
+def _renewed_expiry(state: AppState, session: SessionRecord) -> int:
+    """When a session renewed now ends: ``session_ttl_s`` from now, never
+    past ``session_max_s`` after its handshake (SessionInvalid when that
+    is within a second)."""
+    now, config = state.now_ms(), state.config
+    last = session.created_ms + config.session_max_s * 1000
+    expires = min(now + config.session_ttl_s * 1000, last)
+    if expires - now < 1000:
+        raise SessionInvalid()
+    return expires
 
 
 async def data(request: Request) -> Response:

@@ -121,26 +121,42 @@ def cmd_license_issue(args: argparse.Namespace) -> int:
 # -- servers --------------------------------------------------------------------
 
 
-def _session_ttl(parser: argparse.ArgumentParser) -> None:
+def _session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--session-ttl", type=_positive_seconds, default=600, metavar="SECONDS",
+        "--session-ttl", type=_seconds, default=600, metavar="SECONDS",
         help="how long a component session lives between renewals (default 600);"
              " each renewal re-checks the licence")
+    parser.add_argument(
+        "--session-max", type=_seconds, default=12 * 3600, metavar="SECONDS",
+        help="how long a session may be renewed for, from its handshake"
+             " (default 43200); then the page needs a new embed token")
 
 
-def _positive_seconds(text: str) -> int:
-    value = int(text)
-    if not 10 <= value <= 86_400:
-        raise argparse.ArgumentTypeError("must be between 10 and 86400 seconds")
+def _seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be whole seconds") from None
+    if not 10 <= value <= 7 * 86_400:
+        raise argparse.ArgumentTypeError("must be between 10 and 604800 seconds")
     return value
+
+
+def _session_lives(args: argparse.Namespace) -> tuple[int, int]:
+    """``--session-ttl`` and ``--session-max``, checked against each other."""
+    ttl, most = int(args.session_ttl), int(args.session_max)
+    if most < ttl:
+        raise UsageError("--session-max must be at least --session-ttl")
+    return ttl, most
 
 
 def _config(args: argparse.Namespace, port: int) -> Config:
     public_url = args.public_url or f"http://127.0.0.1:{port}"
+    ttl, most = _session_lives(args)
     return Config(data_dir=args.data_dir, cache_dir=args.cache_dir,
                   public_url=public_url.rstrip("/"),
                   trusted_proxy_hops=getattr(args, "trusted_proxy_hops", 0),
-                  session_ttl_s=args.session_ttl)
+                  session_ttl_s=ttl, session_max_s=most)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -248,14 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-url", help="URL browsers use (default from port)")
     serve.add_argument("--trusted-proxy-hops", type=int, default=0,
                        help="X-Forwarded-For hops added by your own proxies")
-    _session_ttl(serve)
+    _session_options(serve)
     serve.set_defaults(func=cmd_serve)
     demo = sub.add_parser("demo", help="set up and start provider + sample host app")
     _common(demo)
     demo.add_argument("--provider-port", type=int, default=8000)
     demo.add_argument("--host-port", type=int, default=8001)
     demo.add_argument("--public-url", default=None, help=argparse.SUPPRESS)
-    _session_ttl(demo)
+    _session_options(demo)
     demo.set_defaults(func=cmd_demo)
     from . import audit_cli, trace
 

@@ -116,7 +116,9 @@ class Config:
     set-up downloads (Pyodide, the meteva wheel). ``trusted_proxy_hops`` is
     how many ``X-Forwarded-For`` hops the operator's own proxies add, and
     ``trusted_proxies`` the networks those proxies connect from; with 0 hops
-    the client address is always the socket peer. ``abuse`` holds the rate
+    the client address is always the socket peer. A session lives
+    ``session_ttl_s`` after its handshake or last renewal, and never more
+    than ``session_max_s`` after its handshake. ``abuse`` holds the rate
     limits and abuse thresholds (:class:`AbuseConfig`).
     """
 
@@ -124,6 +126,7 @@ class Config:
     cache_dir: Path
     public_url: str
     session_ttl_s: int = 600
+    session_max_s: int = 12 * 3600
     token_ttl_s: int = 300
     trusted_proxy_hops: int = 0
     trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")

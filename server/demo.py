@@ -92,7 +92,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print("setting up the provider (keys, data, Pyodide) ...", flush=True)
     config = Config(data_dir=args.data_dir, cache_dir=args.cache_dir,
                     public_url=provider_url,
-                    session_ttl_s=getattr(args, "session_ttl", 600))
+                    session_ttl_s=getattr(args, "session_ttl", 600),
+                    session_max_s=getattr(args, "session_max", 12 * 3600))
     provider = create_app(config)
     asyncio.run(approve_catalog_at(args.data_dir, provider.state.xinfeng.catalog,
                                    DEMO_REVIEW))

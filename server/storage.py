@@ -73,6 +73,7 @@ class SessionRecord:
     origin: str
     session_key: bytes
     counter: int
+    created_ms: int
 
 
 @asynccontextmanager
@@ -203,14 +204,14 @@ class Storage:
             "UPDATE sessions SET counter = ? WHERE session_id = ?"
             " AND counter < ? AND expires_ms > ?"
             " RETURNING session_id, license_id, products, origin, session_key,"
-            " counter",
+            " counter, created_ms",
             (counter, session_id, counter, now_ms),
         )
         if row is None:
             return None
-        sid, license_id, products, origin, key, ctr = row
+        sid, license_id, products, origin, key, ctr, created = row
         return SessionRecord(sid, license_id, tuple(json.loads(products)),
-                             origin, key, ctr)
+                             origin, key, ctr, created)
 
     async def extend_session(
         self, session_id: bytes, expires_ms: int, now_ms: int

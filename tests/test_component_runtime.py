@@ -279,3 +279,29 @@ def test_refreshes_asked_for_during_a_request_fold_into_one() -> None:
     # The first load, one refresh in flight and one waiting behind it.
     assert len(mounted.transport.data_headers) == 3
     assert mounted.frame is not None
+
+
+def test_keep_alive_shows_the_end_of_a_session_at_its_longest_life() -> None:
+    events: list[tuple[Any, ...]] = []
+    mounted = component(events, "token-m")
+    asyncio.run(runtime.run_mounted(1001, mounted))
+    session = mounted.session
+    assert session is not None
+    end = runtime.clock_ms() + 30_000
+    slept: list[float] = []
+
+    async def renew_to_the_same_end(*args: Any) -> HttpReply:
+        auth = envelope.RequestAuth.from_headers(
+            {k.lower(): v for k, v in args[2].items()})
+        key = mounted.transport.sessions[auth.session_id]
+        return HttpReply(200, envelope.seal(key, auth.counter, {"expires_ms": end}))
+
+    async def time_passes(seconds: float) -> None:
+        slept.append(seconds)
+        session.expires_ms = end
+
+    mounted.transport.request = renew_to_the_same_end  # type: ignore[method-assign]
+    asyncio.run(mounted.keep_alive(time_passes))
+    runtime.unmount(1001)
+    assert events[-1] == ("error", "session_invalid")
+    assert len(slept) == 2 and 25 < slept[1] <= 30

@@ -192,3 +192,25 @@ def test_a_renewed_session_keeps_its_one_slot(tmp_path: Path) -> None:
 
         third, _ = handshake(p, token)
     assert (third.status_code, code(third)) == (429, "rate_limited")
+
+
+def test_renewal_never_takes_a_session_past_its_longest_life(
+    provider: Provider,
+) -> None:
+    from dataclasses import replace
+
+    p = provider
+    p.state.config = replace(p.state.config, session_max_s=1200)
+    session = lift_session(p)
+    opened = p.clock()
+    p.clock.advance(540)
+    assert renew(p, session) == "ok"
+    assert session.expires_ms == p.clock() + TTL_MS
+    p.clock.advance(540)
+    assert renew(p, session) == "ok"
+    assert session.expires_ms == opened + 1_200_000
+    p.clock.advance(119.5)
+    assert renew(p, session) == "session_invalid"
+    assert fetch(p, session).status_code == 200  # until the last end
+    p.clock.advance(1)
+    assert code(fetch(p, session)) == "session_invalid"
