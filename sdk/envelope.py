@@ -262,6 +262,14 @@ class ClientHandshake:
 HIDDEN_HEADER = "X-Xf-Hidden"
 
 
+_LOWER_HEX = frozenset("0123456789abcdef")
+
+
+def _hex_of(text: str, size: int) -> bool:
+    """Whether ``text`` is exactly ``size`` bytes in lower-case hex."""
+    return len(text) == 2 * size and _LOWER_HEX.issuperset(text)
+
+
 def request_transcript(
     method: str, path: str, query: str, counter: int, ts: int
 ) -> bytes:
@@ -290,17 +298,22 @@ class RequestAuth:
 
     @classmethod
     def from_headers(cls, headers: Any) -> RequestAuth:
-        """Parse the headers of a data request; ProtocolError when malformed."""
+        """Parse the headers of a data request; ProtocolError when malformed.
+
+        Only the canonical form is accepted: lower-case hex of the exact
+        length, decimal numbers without leading zeros.
+        """
         try:
-            sid = bytes.fromhex(headers["x-xf-session"])
-            counter = parse_uint(headers["x-xf-counter"])
-            ts = parse_uint(headers["x-xf-time"])
-            mac = bytes.fromhex(headers["x-xf-mac"])
+            sid_hex, mac_hex = headers["x-xf-session"], headers["x-xf-mac"]
+            counter_text, ts_text = headers["x-xf-counter"], headers["x-xf-time"]
+            counter, ts = parse_uint(counter_text), parse_uint(ts_text)
         except (KeyError, ValueError) as exc:
             raise ProtocolError("missing or malformed authentication") from exc
-        if len(sid) != SESSION_ID_SIZE or len(mac) != 32:
+        canonical = (_hex_of(sid_hex, SESSION_ID_SIZE) and _hex_of(mac_hex, 32)
+                     and counter_text == str(counter) and ts_text == str(ts))
+        if not canonical:
             raise ProtocolError("missing or malformed authentication")
-        return cls(sid, counter, ts, mac)
+        return cls(bytes.fromhex(sid_hex), counter, ts, bytes.fromhex(mac_hex))
 
 
 def verify_request(

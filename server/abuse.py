@@ -277,19 +277,25 @@ class Guard:
             await self.limiter.open_slot(lic, "", net, now, expires_ms - now,
                                          slot_id=digest)
 
+    async def session_license(self, request: Request) -> str | None:
+        """The license of the session a request names (it may have ended)."""
+        try:
+            session_id = bytes.fromhex(request.headers.get("x-xf-session", ""))
+        except ValueError:
+            return None
+        return await self.store.session_license(session_id)
+
     async def note_refusal(
         self, request: Request, exc: XinfengError, license_id: str | None
     ) -> None:
         """See a refused request; replayed counters count against the license."""
         if not isinstance(exc, ReplayDetected):
             return
-        try:
-            session_id = bytes.fromhex(request.headers.get("x-xf-session", ""))
-        except ValueError:
-            return
-        license_id = license_id or await self.store.session_license(session_id)
+        license_id = license_id or await self.session_license(request)
         if license_id is None:
             return
+        # A replay passed the header checks: the session id is valid hex.
+        session_id = bytes.fromhex(request.headers["x-xf-session"])
         now = self.now_ms()
         subject = "s:" + subject_digest(session_id)
         count = await self.store.bump("replay", subject,

@@ -67,7 +67,9 @@ def state_of(request: Request) -> AppState:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing anything larger than ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and not (declared.isascii() and declared.isdigit()):
+        raise ProtocolError("malformed Content-Length")
+    if declared is not None and int(declared) > limit:
         raise PayloadTooLarge()
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -111,7 +113,13 @@ async def refuse(
     state: AppState, request: Request, kind: str, exc: XinfengError,
     license_id: str | None, extra: dict[str, Any] | None = None,
 ) -> None:
-    """Record a refused request with who, from where, and why."""
+    """Record a refused request with who, from where, and why.
+
+    A replayed counter passed its MAC check, so it is authentic: it is
+    logged under the license of its session.
+    """
+    if license_id is None and isinstance(exc, ReplayDetected):
+        license_id = await state.guard.session_license(request)
     detail = {"ip": request_ip(state, request), "ua": ua_digest(request),
               "origin": request.headers.get("origin", ""), **(extra or {})}
     logger.warning("%s refused: %s (license %s, ip %s)", kind, exc.code,
@@ -274,6 +282,8 @@ async def renew(request: Request) -> Response:
     license_id = None
     try:
         await read_body(request, 0)
+        if request.url.query:
+            raise ProtocolError("a renewal takes no query")
         auth, session = await _authentic(state, request)
         license_id = session.license_id
         lic = await load_license(state, license_id)

@@ -124,12 +124,13 @@ def cmd_license_issue(args: argparse.Namespace) -> int:
 def _session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--session-ttl", type=_seconds, default=600, metavar="SECONDS",
-        help="how long a component session lives between renewals (default 600);"
-             " each renewal re-checks the licence")
+        help="how long a component session lives between renewals (10-604800,"
+             " default 600); each renewal re-checks the licence")
     parser.add_argument(
         "--session-max", type=_seconds, default=12 * 3600, metavar="SECONDS",
         help="how long a session may be renewed for, from its handshake"
-             " (default 43200); then the page needs a new embed token")
+             " (10-604800, at least --session-ttl, default 43200); then the page"
+             " needs a new embed token")
 
 
 def _seconds(text: str) -> int:
@@ -207,8 +208,10 @@ def _license_parsers(sub: Any) -> None:
     lsub = lic.add_subparsers(dest="action", required=True)
     issue = lsub.add_parser("issue", help="sign and store a new license")
     _common(issue)
-    issue.add_argument("--licensee", required=True)
-    issue.add_argument("--project", required=True)
+    issue.add_argument("--licensee", required=True,
+                       help="who holds the licence (organisation)")
+    issue.add_argument("--project", required=True,
+                       help="the one embedding project it is for")
     issue.add_argument("--contract", required=True, help="contract id")
     issue.add_argument("--scenario", required=True, help="licensed use, in words")
     issue.add_argument("--product", action="append", required=True,
@@ -221,9 +224,12 @@ def _license_parsers(sub: Any) -> None:
     issue.add_argument("--not-after", help="ISO 8601 with zone")
     issue.add_argument("--days", type=int, default=365,
                        help="validity when --not-after is absent (default 365)")
-    issue.add_argument("--rate-per-minute", type=int, default=120)
-    issue.add_argument("--rate-per-day", type=int, default=20000)
-    issue.add_argument("--max-sessions", type=int, default=20)
+    issue.add_argument("--rate-per-minute", type=int, default=120,
+                       help="data requests a minute, all users (default 120)")
+    issue.add_argument("--rate-per-day", type=int, default=20000,
+                       help="data requests a UTC day (default 20000)")
+    issue.add_argument("--max-sessions", type=int, default=20,
+                       help="live component sessions at once (default 20)")
     issue.set_defaults(func=cmd_license_issue)
     from .cli_licensor import add_license_commands
 
@@ -259,8 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     setup.set_defaults(func=cmd_setup)
     serve = sub.add_parser("serve", help="run the provider server")
     _common(serve)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000,
+                       help="port to listen on (default 8000)")
     serve.add_argument("--public-url", help="URL browsers use (default from port)")
     serve.add_argument("--trusted-proxy-hops", type=int, default=0,
                        help="X-Forwarded-For hops added by your own proxies")
@@ -268,8 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     demo = sub.add_parser("demo", help="set up and start provider + sample host app")
     _common(demo)
-    demo.add_argument("--provider-port", type=int, default=8000)
-    demo.add_argument("--host-port", type=int, default=8001)
+    demo.add_argument("--provider-port", type=int, default=8000,
+                      help="the provider's port on 127.0.0.1 (default 8000)")
+    demo.add_argument("--host-port", type=int, default=8001,
+                      help="the sample host app's port on 127.0.0.1 (default 8001)")
     demo.add_argument("--public-url", default=None, help=argparse.SUPPRESS)
     _session_options(demo)
     demo.set_defaults(func=cmd_demo)

@@ -91,3 +91,23 @@ def test_wrong_credential_names_the_credential(provider: Provider) -> None:
         headers={"Authorization": "Bearer xfc_lic-000000000000.AAAA"})
     assert code(response) == "token_invalid"
     assert "credential" in response.json()["error"]["message"]
+
+
+GOOD_AUTH = {"x-xf-session": "ab" * 16, "x-xf-counter": "7",
+             "x-xf-time": "1700000000000", "x-xf-mac": "cd" * 32}
+
+
+@pytest.mark.parametrize("field_value", [
+    ("x-xf-session", "ab cd" + "ab" * 14),  # 16 bytes to bytes.fromhex
+    ("x-xf-session", "AB" * 16),
+    ("x-xf-mac", "CD" * 32),
+    ("x-xf-counter", "0007"),
+    ("x-xf-time", "01700000000000"),
+])
+def test_non_canonical_auth_headers_are_malformed(
+    field_value: tuple[str, str],
+) -> None:
+    name, value = field_value
+    assert envelope.RequestAuth.from_headers(GOOD_AUTH).counter == 7
+    with pytest.raises(ProtocolError):
+        envelope.RequestAuth.from_headers({**GOOD_AUTH, name: value})

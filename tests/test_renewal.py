@@ -214,3 +214,33 @@ def test_renewal_never_takes_a_session_past_its_longest_life(
     assert fetch(p, session).status_code == 200  # until the last end
     p.clock.advance(1)
     assert code(fetch(p, session)) == "session_invalid"
+
+
+def test_a_renewal_signed_over_a_query_string_is_refused(provider: Provider) -> None:
+    p = provider
+    session = lift_session(p)
+    auth = session.sign("POST", RENEW_PATH, "x=1", p.clock())
+    reply = p.client.post(RENEW_PATH + "?x=1",
+                          headers={**auth.headers(), "User-Agent": UA})
+    assert (reply.status_code, code(reply)) == (400, "bad_request")
+
+
+def test_a_replayed_renewal_is_logged_under_its_licence(provider: Provider) -> None:
+    p = provider
+    session = lift_session(p)
+    auth = session.sign("POST", RENEW_PATH, "", p.clock())
+    headers = {**auth.headers(), "User-Agent": UA}
+    p.client.post(RENEW_PATH, headers=headers)
+    p.client.post(RENEW_PATH, headers=headers)
+    refused = events(p, "session_refused")
+    assert [(e["outcome"], e["license_id"]) for e in refused] == [
+        ("replay", p.license_id)]
+
+
+def test_content_length_abc_is_a_bad_request(provider: Provider) -> None:
+    p = provider
+    session = lift_session(p)
+    auth = session.sign("POST", RENEW_PATH, "", p.clock())
+    reply = p.client.post(RENEW_PATH, headers={**auth.headers(), "User-Agent": UA,
+                                               "Content-Length": "abc"})
+    assert (reply.status_code, code(reply)) == (400, "bad_request")
