@@ -195,6 +195,14 @@ def test_lifted_handshake_walking_pages_is_stopped_and_logged(
     refused = [e for e in cli(own_demo, "audit", "show", "--type", "data_refused")
                if e.get("outcome") in STOP_CODES]
     assert refused and all(e["env"]["network"] == "127.0.0.1" for e in refused)
+    # Its session is on record with its network and environment report
+    # (the browser's sessions report webdriver: true, the script's false).
+    opened = cli(own_demo, "audit", "show", "--type", "session_opened")
+    script = [e for e in opened if e["detail"]["webdriver"] is False]
+    assert len(script) == 1
+    assert script[0]["env"]["network"] == "127.0.0.1" and script[0]["env"]["ua"]
+    assert script[0]["env"]["ua"] not in {e["env"]["ua"] for e in opened
+                                          if e is not script[0]}
 
 
 def test_token_used_from_a_second_network_is_flagged(
