@@ -51,6 +51,8 @@ from .client import (
 # between two renewals (a server with a very short session life).
 RENEW_BEFORE_MS = 60_000
 MIN_RENEW_WAIT_MS = 5_000
+# Refusals a renewal is tried again after (while the session lasts).
+PASSING_CODES = frozenset({"network", "unavailable", "rate_limited"})
 
 # What a user reads for each refusal; codes are the server's stable codes.
 ERROR_MESSAGES = {
@@ -216,6 +218,9 @@ class Component:
                 async with self.requests:
                     await renew_session(self.transport, session, clock_ms)
             except ComponentError as exc:
+                left_ms = before - clock_ms()
+                if exc.code in PASSING_CODES and left_ms > MIN_RENEW_WAIT_MS:
+                    continue  # tried again after the shortest wait
                 self.fail(exc.code)
                 return
             if session.expires_ms == before:

@@ -305,3 +305,31 @@ def test_keep_alive_shows_the_end_of_a_session_at_its_longest_life() -> None:
     runtime.unmount(1001)
     assert events[-1] == ("error", "session_invalid")
     assert len(slept) == 2 and 25 < slept[1] <= 30
+
+
+def test_keep_alive_tries_again_after_a_passing_failure() -> None:
+    events: list[tuple[Any, ...]] = []
+    mounted = component(events, "token-n")
+    asyncio.run(runtime.run_mounted(1101, mounted))
+    session = mounted.session
+    assert session is not None
+    answer = mounted.transport.request
+    answers = iter([HttpReply(503, b'{"error": {"code": "unavailable"}}')])
+
+    async def once_unavailable(*args: Any) -> HttpReply:
+        return next(answers, None) or await answer(*args)
+
+    slept: list[float] = []
+
+    async def time_passes(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) <= 2:
+            session.expires_ms = runtime.clock_ms() + 30_000
+        else:
+            runtime.unmount(1101)
+
+    mounted.transport.request = once_unavailable  # type: ignore[method-assign]
+    asyncio.run(mounted.keep_alive(time_passes))
+    assert mounted.transport.renewals == 1
+    assert [e for e in events if e[0] == "error"] == []
+    assert slept[1] == runtime.MIN_RENEW_WAIT_MS / 1000
