@@ -4,9 +4,11 @@ Signals, each about a subject (a session, a license, an embed token or a
 client network):
 
 - ``rate_limited``: a rate limit or the daily quota refused a request;
-- ``refusals_ignored``: one session (tokens and handshakes: one network)
+- ``refusals_ignored``: one session (for handshakes: one embed token)
   kept calling after rate limits refused it, ``ignored_refusals`` 429s in
-  one strike window (a component calls again when its user asks);
+  one strike window (a person calls again a few times, not dozens);
+  token minting is not counted, as the integrator's backend mints for
+  all its users;
 - ``throttle_ignored``: the same, while the license was throttled;
 - ``enumeration``: a session (or a license, per product) walks a numeric or
   date query parameter in one direction, as when paging, walking station

@@ -44,9 +44,9 @@ class AbuseConfig:
     Timing and enumeration look at the last ``window`` requests of a
     session or license, and only at requests less than
     ``pattern_max_gap_s`` apart (slower pulling is bounded by the daily
-    quota instead). A session (for tokens and handshakes: a client network)
-    that gets ``ignored_refusals`` 429s within one ``strike_cooldown_s``
-    window keeps calling through them, which is a signal of its own. Each
+    quota instead). A session (for handshakes: an embed token) that gets
+    ``ignored_refusals`` 429s within one ``strike_cooldown_s`` window keeps
+    calling through them, which is a signal of its own. Each
     signal adds its weight to the license's suspicion score at most once
     per ``strike_cooldown_s`` for one subject; the score leaks
     ``forgive_per_minute``. At ``alert_at`` an alert goes out, at
