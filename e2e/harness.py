@@ -377,6 +377,15 @@ def _wait_until_up(
     raise RuntimeError(f"xinfeng demo did not start:\n{log.read_text()[-4000:]}")
 
 
+def demo_cli(demo: Demo, *args: str) -> Any:
+    """An ``xinfeng`` command on the demo's data directory; its JSON output."""
+    cmd = [sys.executable, "-m", "xinfeng.server.cli", *args,
+           "--data-dir", str(demo.data_dir), "--json"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                          timeout=120, check=True)
+    return json.loads(done.stdout)
+
+
 @contextlib.contextmanager
 def running_demo(data_dir: Path, *extra: str) -> Iterator[Demo]:
     """``xinfeng demo`` in a subprocess on free 127.0.0.1 ports, with its own

@@ -9,8 +9,6 @@ in the timing summary; docs/abuse.md tabulates it against the thresholds.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,14 @@ import pytest
 from xinfeng.sdk import envelope
 from xinfeng.sdk.sm2 import SM2PublicKey
 
-from .harness import REPO, Demo, launch_options, poll, record_abuse, running_demo
+from .harness import (
+    Demo,
+    demo_cli,
+    launch_options,
+    poll,
+    record_abuse,
+    running_demo,
+)
 
 SLOTS = "Array.from(document.querySelectorAll('.xinfeng-slot'))"
 STATES = f"{SLOTS}.map(s => [s.dataset.product, s.dataset.readyMs || null," \
@@ -32,23 +37,15 @@ READY_TIMEOUT_S = 240
 STOP_CODES = {"rate_limited", "license_frozen"}
 
 
-def cli(demo: Demo, *args: str) -> Any:
-    cmd = [sys.executable, "-m", "xinfeng.server.cli", *args,
-           "--data-dir", str(demo.data_dir), "--json"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
-                          timeout=120, check=True)
-    return json.loads(done.stdout)
-
-
 def usage(demo: Demo) -> dict[str, int]:
     """Calls served and refusals, alerts and freezes, from the audit log."""
-    rows = cli(demo, "audit", "summary")["rows"]
+    rows = demo_cli(demo, "audit", "summary")["rows"]
     keys = ("calls", "refusals", "alerts", "throttles", "freezes")
     return {k: sum(int(r.get(k, 0)) for r in rows) for k in keys}
 
 
 def frozen(demo: Demo) -> bool:
-    licences = cli(demo, "license", "list")["licenses"]
+    licences = demo_cli(demo, "license", "list")["licenses"]
     return any("frozen_until" in row for row in licences)
 
 
@@ -97,7 +94,7 @@ def test_person_browsing_every_product_is_never_throttled(
 def ladder(demo: Demo) -> list[str]:
     """The licence's throttle and freeze events, oldest first."""
     rows = [r for kind in ("license_throttled", "license_frozen")
-            for r in cli(demo, "audit", "show", "--type", kind)]
+            for r in demo_cli(demo, "audit", "show", "--type", kind)]
     return [str(r["type"]) for r in sorted(rows, key=lambda r: int(r["index"]))]
 
 
@@ -150,7 +147,7 @@ def lifted_session(demo: Demo, token: str, client: httpx.Client
                         content=hs.request(time.time_ns() // 1_000_000))
     assert reply.status_code == 200, reply.text
     # The server key is public: it is pinned in the component bundle.
-    key = SM2PublicKey.from_pem(cli(demo, "audit", "pubkey")["pem"].encode())
+    key = SM2PublicKey.from_pem(demo_cli(demo, "audit", "pubkey")["pem"].encode())
     return hs.finish(reply.content, key)
 
 
@@ -192,12 +189,12 @@ def test_lifted_handshake_walking_pages_is_stopped_and_logged(
                  f" {got['served']} served of {got['sent']} sent")
     assert got["first_stop"] is not None
     assert got["frozen"] and frozen(own_demo), "the licence was never frozen"
-    refused = [e for e in cli(own_demo, "audit", "show", "--type", "data_refused")
+    refused = [e for e in demo_cli(own_demo, "audit", "show", "--type", "data_refused")
                if e.get("outcome") in STOP_CODES]
     assert refused and all(e["env"]["network"] == "127.0.0.1" for e in refused)
     # Its session is on record with its network and environment report
     # (the browser's sessions report webdriver: true, the script's false).
-    opened = cli(own_demo, "audit", "show", "--type", "session_opened")
+    opened = demo_cli(own_demo, "audit", "show", "--type", "session_opened")
     script = [e for e in opened if e["detail"]["webdriver"] is False]
     assert len(script) == 1
     assert script[0]["env"]["network"] == "127.0.0.1" and script[0]["env"]["ua"]
@@ -219,7 +216,7 @@ def test_token_used_from_a_second_network_is_flagged(
     # Served, or already refused: the signal may push the licence's score
     # (with the browser's automation marker) straight to a throttle.
     assert reply.status_code in (200, 429), reply.text
-    records = cli(own_demo, "audit", "show")
+    records = demo_cli(own_demo, "audit", "show")
     alerts = [r for r in records if str(r.get("type", "")).endswith("_alert")
               and "token_networks" in json.dumps(r)]
     record_abuse(f"one token from 127.0.0.1 (browser) and 127.0.0.2 (script):"
@@ -247,7 +244,7 @@ def test_data_pulled_while_the_page_is_hidden_is_observed(
             page.wait_for_timeout(400)
     finally:
         page.close()
-    rows = cli(own_demo, "audit", "show", "--type", "abuse_signal")
+    rows = demo_cli(own_demo, "audit", "show", "--type", "abuse_signal")
     hidden = [r["detail"] for r in rows if r["outcome"] == "hidden"]
     assert [d["subject"][:2] for d in hidden] == ["s:"]
     assert hidden[0]["requests"] >= 5

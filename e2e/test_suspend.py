@@ -9,7 +9,6 @@ checks the licence: suspension reaches it at the latest at the next one.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from .harness import (
     REPO,
     Demo,
     component_frames,
+    demo_cli,
     frame_text,
     poll,
     record_timing,
@@ -100,11 +100,7 @@ def short_sessions(tmp_path: Path) -> Iterator[Demo]:
 
 
 def renewals(demo: Demo) -> int:
-    cmd = [sys.executable, "-m", "xinfeng.server.cli", "audit", "show", "--type",
-           "session_renewed", "--data-dir", str(demo.data_dir), "--json"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
-                          timeout=60, check=True)
-    return len(json.loads(done.stdout))
+    return len(demo_cli(demo, "audit", "show", "--type", "session_renewed"))
 
 
 def test_open_component_renews_its_session_and_renewal_sees_suspension(

@@ -360,11 +360,9 @@ class Guard:
         cooldown lets the signal count once a cooldown per subject however
         fast the requests come. Returns the hold it put on the license.
         """
-        window_ms = self.ladder.cooldown_ms
-        window = now_ms // window_ms
-        count = await self.store.bump(
-            "refused", f"{license_id}|{signal}|{subject}|{window}",
-            (window + 1) * window_ms)
+        count = await self.store.bump_in_window(
+            "refused", f"{license_id}|{signal}|{subject}", now_ms,
+            self.ladder.cooldown_ms)
         if count < self.cfg.ignored_refusals:
             return None
         return await self.ladder.escalate(

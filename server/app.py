@@ -72,13 +72,10 @@ class AppState:
         """Log a container requested for a frame on an unlisted origin: once
         per license, origin and client network a strike window, since
         anyone can ask for the page and name any origin."""
-        now = self.now_ms()
-        window_ms = self.config.abuse.strike_cooldown_s * 1000
-        window = now // window_ms
         net = network_of(api.request_ip(self, request))
-        seen = await self.guard.store.bump(
-            "embedder", f"{license_id}|{embedder}|{net}|{window}",
-            (window + 1) * window_ms)
+        seen = await self.guard.store.bump_in_window(
+            "embedder", f"{license_id}|{embedder}|{net}", self.now_ms(),
+            self.guard.ladder.cooldown_ms)
         if seen == 1:
             await api.refuse(self, request, "embed_refused", OriginDenied(),
                              license_id, {"product": product, "embedder": embedder})

@@ -281,6 +281,14 @@ class LimitsStore:
             (scope, key, expires_ms))
         return int(rows[0][0])
 
+    async def bump_in_window(
+        self, scope: str, key: str, now_ms: int, window_ms: int
+    ) -> int:
+        """Add one to ``key``'s counter for the fixed window of ``window_ms``
+        that ``now_ms`` falls in; its new value (the window's count)."""
+        window = now_ms // window_ms
+        return await self.bump(scope, f"{key}|{window}", (window + 1) * window_ms)
+
     async def take_slot(
         self, slot_id: str, license_id: str, jti: str, net: str,
         expires_ms: int, now_ms: int, max_live: int,
